@@ -1,0 +1,3 @@
+"""ferkit: facial expression recognition with CNNs — datasets, training, evaluation, faces, inference."""
+
+__version__ = "0.1.0"

@@ -9,6 +9,8 @@ import numpy as np
 # Official FER2013 usages. A dataset's `usage` column holds these strings (or is None).
 TRAINING, PUBLIC_TEST, PRIVATE_TEST = "Training", "PublicTest", "PrivateTest"
 USAGES = (TRAINING, PUBLIC_TEST, PRIVATE_TEST)
+# Usages of generic <root>/<split>/<class>/ folder datasets (train/, val/ or validation/, test/).
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
 
 @dataclass

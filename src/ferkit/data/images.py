@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Literal, Union
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -103,3 +104,11 @@ def load_image(source: ImageInput, mode: Mode = "rgb", name: str | None = None) 
         raise ImageError(f"{label}: corrupt or truncated image ({exc})") from exc
     except MemoryError as exc:
         raise ImageError(f"{label}: not enough memory to decode this image") from exc
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """`size`×`size` copy of a gray image: area averaging when shrinking, bilinear when enlarging."""
+    if image.shape[:2] == (size, size):
+        return image
+    shrink = image.shape[0] > size or image.shape[1] > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

@@ -1,0 +1,417 @@
+"""`ferkit` command line: a thin layer over the Python API. `ferkit SUBCOMMAND --help` for each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import FerkitError
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Handler] = {}
+
+
+def _command(name: str):
+    def decorate(handler: Handler) -> Handler:
+        _COMMANDS[name] = handler
+        return handler
+    return decorate
+
+
+# ---------------------------------------------------------------- train / evaluate / summary
+
+def _add_train(sub) -> None:
+    from .augment import AugmentConfig
+    from .data import FORMATS
+    from .train import TrainConfig
+
+    d, a = TrainConfig(), AugmentConfig()
+    p = sub.add_parser("train", help="train a CNN on a dataset and write a run directory with its report",
+                       description="Train a model. With FER2013 it trains on Training, selects the best epoch on "
+                       "PublicTest and reports PrivateTest; CK+ gets a subject-independent split.")
+    p.add_argument("--data", help="dataset folder, CSV or .npz pack (required unless --resume)")
+    p.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="dataset layout (default: detect)")
+    p.add_argument("--model", default=d.model, help=f"architecture (default {d.model}; see `ferkit models`)")
+    p.add_argument("--out", help="run directory (default runs/<model>-<data name>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run, or extend it with --epochs/--lr")
+    p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs}; with --resume: extend to this many)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, help=f"learning rate (default {d.lr:g}; with --resume: lr of the extension)")
+    p.add_argument("--optimizer", default=d.optimizer, choices=("adam", "adamw", "sgd"))
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--scheduler", default=d.scheduler, choices=("cosine", "plateau", "none"))
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    p.add_argument("--early-stopping", type=int, default=d.early_stopping, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation accuracy (0 = off)")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="input size in pixels (48 or 64)")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    p.add_argument("--max-per-class", type=int, default=0, help="cap images per class and split (quick runs)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16"))
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    g = p.add_argument_group("augmentation")
+    g.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
+    g.add_argument("--rotation", type=float, default=a.rotation, help="max rotation in degrees")
+    g.add_argument("--shift", type=float, default=a.width_shift, help="max width/height shift (fraction)")
+    g.add_argument("--shear", type=float, default=a.shear, help="max shear in degrees")
+    g.add_argument("--zoom", type=float, default=a.zoom, help="max zoom (fraction)")
+    g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
+    g.add_argument("--erasing", type=float, default=a.erasing, help="probability of random erasing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@_command("train")
+def _train(args: argparse.Namespace) -> int:
+    from .augment import AugmentConfig
+    from .experiment import resume_run, train_run
+    from .train import TrainConfig
+
+    progress = False if args.no_progress else None
+    if args.resume:
+        resume_run(args.resume, epochs=args.epochs, lr=args.lr, progress=progress)
+        return 0
+    if not args.data:
+        raise FerkitError("train needs --data PATH (or --resume RUN_DIR)")
+    augment = AugmentConfig(rotation=0, width_shift=0, height_shift=0, shear=0, zoom=0, horizontal_flip=False,
+                            erasing=0) if args.no_augment else AugmentConfig(
+        rotation=args.rotation, width_shift=args.shift, height_shift=args.shift, shear=args.shear, zoom=args.zoom,
+        horizontal_flip=not args.no_flip, erasing=args.erasing)
+    cfg = TrainConfig(
+        data=str(args.data), data_format=args.format, max_per_class=args.max_per_class, model=args.model,
+        epochs=args.epochs or TrainConfig.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+        lr=args.lr or TrainConfig.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+        scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, early_stopping=args.early_stopping,
+        image_size=args.image_size, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+        seed=args.seed, device=args.device, precision=args.precision, threads=args.threads, augment=augment)
+    from .models import create_model
+    create_model(cfg.model)  # an unknown name fails here, before the data is read
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.model}-{Path(cfg.data).resolve().name}"
+    if (out / "checkpoint.pt").exists():
+        raise FerkitError(f"{out} already holds a run; use --resume {out} to continue it or pick another --out")
+    train_run(cfg, out, progress=progress)
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a run's best model on a dataset split, with report and plots")
+    p.add_argument("--run", required=True, help="run directory written by `ferkit train`")
+    p.add_argument("--data", help="dataset (default: the one the run was trained on)")
+    p.add_argument("--format", default=None, help="dataset layout (default: the run's, or detect)")
+    p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                   help="which part of the data (same split as in training; 'all' = every image)")
+    p.add_argument("--out", help="folder for metrics/plots (default: the run directory)")
+    p.add_argument("--device", default="auto")
+
+
+@_command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .data import load_dataset
+    from .evaluate import evaluate, write_reports
+    from .experiment import load_splits, read_config
+    from .models.classifier import Classifier
+    from .train import BEST
+
+    cfg = read_config(args.run)
+    classifier = Classifier.load(Path(args.run) / BEST, device=args.device)
+    if args.data:
+        cfg = replace(cfg, data=str(args.data), data_format=args.format or "auto")
+    elif args.format:
+        cfg = replace(cfg, data_format=args.format)
+    if args.split == "all":
+        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size)
+    else:
+        splits = load_splits(cfg)
+        data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
+        if data is None:
+            raise FerkitError(f"{cfg.data}: has no {args.split} split")
+    result = evaluate(classifier, data, args.split)
+    write_reports(args.out or args.run, [result], samples=data)
+    print(result.report_text())
+    print(f"wrote metrics.json, report.txt and plots/ to {args.out or args.run}")
+    return 0
+
+
+def _add_summary(sub) -> None:
+    p = sub.add_parser("summary", help="layer-by-layer table of a model: output shapes and parameters")
+    p.add_argument("--model", required=True, help="registered architecture name or a .safetensors model file")
+    p.add_argument("--image-size", type=int, default=48)
+    p.add_argument("--classes", type=int, default=7)
+
+
+@_command("summary")
+def _summary(args: argparse.Namespace) -> int:
+    from .models import create_model
+    from .models.files import load_model
+    from .summary import format_summary, model_summary
+
+    if args.model.endswith(".safetensors"):
+        model, info = load_model(args.model)
+        name, size = info.model_name, info.in_size
+    else:
+        model, name, size = create_model(args.model, args.classes, args.image_size), args.model, args.image_size
+    print(format_summary(model_summary(model, in_size=size), name))
+    return 0
+
+
+def _add_models(sub) -> None:
+    sub.add_parser("models", help="list the registered architectures")
+
+
+@_command("models")
+def _models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    print("\n".join(list_models()))
+    return 0
+
+
+# ---------------------------------------------------------------- inference
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _add_recognizer_options(p) -> None:
+    p.add_argument("--model", help="model file (.safetensors or .onnx) or run directory (default: bundled model)")
+    p.add_argument("--detector", default="mtcnn", help="face detector: mtcnn (default) or haar")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="inference engine (auto: ONNX Runtime on the CPU)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
+    p.add_argument("--min-face-size", type=int, help="smallest face to look for, in pixels (mtcnn)")
+
+
+def _recognizer(args: argparse.Namespace):
+    from .predict import Recognizer
+
+    return Recognizer(model=args.model, detector=args.detector, device=args.device, backend=args.backend,
+                      min_face_size=args.min_face_size)
+
+
+def _expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FerkitError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif not path.exists():
+            raise FerkitError(f"{path}: no such file or folder")
+        else:
+            files.append(path)
+    return files
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="find every face in images and say its expression",
+                       description="Detect faces and classify their expressions. Prints one line per face; "
+                       "--out writes annotated images, --csv one row per face, --json machine-readable output.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--out", help="folder for annotated images")
+    p.add_argument("--csv", help="write one row per face to this CSV file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text lines")
+    p.add_argument("--recursive", action="store_true", help="look into sub-folders too")
+    p.add_argument("--no-progress", action="store_true")
+    _add_recognizer_options(p)
+
+
+@_command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+    import json
+
+    from PIL import Image
+
+    from .data.images import load_image
+    from .draw import annotate
+    from .io import write_bytes, write_text
+
+    files = _expand_inputs(args.inputs, args.recursive)
+    recognizer = _recognizer(args)
+    out_dir = Path(args.out) if args.out else None
+    records, errors = [], 0
+    progress = None if len(files) > 1 and not args.no_progress else False
+    from tqdm import tqdm
+
+    for path in tqdm(files, unit="image", disable=progress, leave=False):
+        try:
+            rgb = load_image(path, mode="rgb")
+        except FerkitError as exc:
+            print(f"ferkit: error: {exc}", file=sys.stderr)
+            errors += 1
+            continue
+        faces = recognizer.detect(rgb)
+        records.append({"file": str(path), "faces": [f.to_dict() for f in faces]})
+        if not args.json:
+            if not faces:
+                tqdm.write(f"{path}: no face found")
+            for i, face in enumerate(faces, 1):
+                others = "  ".join(f"{k} {v:.2f}" for k, v in sorted(face.probs.items(), key=lambda kv: -kv[1])[1:4])
+                box = ",".join(f"{v:.0f}" for v in face.box)
+                tqdm.write(f"{path}: face {i} box ({box}) {face.label} {face.confidence:.2f}  [{others}]")
+        if out_dir is not None:
+            buffer = io.BytesIO()
+            Image.fromarray(annotate(rgb, faces)).save(buffer, format="JPEG", quality=92)
+            write_bytes(out_dir / f"{path.stem}_annotated.jpg", buffer.getvalue())
+    if args.json:
+        print(json.dumps(records if len(records) != 1 else records[0], indent=2))
+    if args.csv:
+        names = recognizer.class_names
+        text = io.StringIO()
+        rows = csv.writer(text)
+        rows.writerow(["file", "face", "x1", "y1", "x2", "y2", "score", "label", *[f"p_{c}" for c in names]])
+        for record in records:
+            for i, face in enumerate(record["faces"], 1):
+                rows.writerow([record["file"], i, *face["box"], face["score"], face["label"],
+                               *[face["probs"][c] for c in names]])
+        write_text(args.csv, text.getvalue())
+    if out_dir is not None and records and not args.json:
+        print(f"annotated images in {out_dir}")
+    return 2 if errors else 0
+
+
+def _add_video(sub) -> None:
+    p = sub.add_parser("video", help="expressions through a video: annotated video, per-frame CSV, plot")
+    p.add_argument("input", metavar="VIDEO")
+    p.add_argument("--out", help="annotated video to write (.mp4 or .avi)")
+    p.add_argument("--csv", help="one row per face per processed frame")
+    p.add_argument("--plot", help="PNG of the expressions over time")
+    p.add_argument("--smooth", type=float, default=0.5, help="temporal smoothing of probabilities, 0..1 (0 = off)")
+    p.add_argument("--every", type=int, default=1, help="analyse every N-th frame (others reuse the last faces)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--no-progress", action="store_true")
+    _add_recognizer_options(p)
+
+
+@_command("video")
+def _video(args: argparse.Namespace) -> int:
+    from .video import process_video
+
+    if not (0.0 <= args.smooth < 1.0) or args.every < 1:
+        raise FerkitError("--smooth must be in [0, 1) and --every ≥ 1")
+    if not (args.out or args.csv or args.plot):
+        raise FerkitError("say what to write: --out VIDEO, --csv FILE and/or --plot PNG")
+    from .video import open_video
+
+    open_video(args.input).release()  # a bad video fails before the model is loaded
+    result = process_video(args.input, _recognizer(args), args.out, args.csv, args.plot, smoothing=args.smooth,
+                           every=args.every, max_frames=args.max_frames, progress=False if args.no_progress else None)
+    print(f"{args.input}: {result.frames} frames at {result.fps:.1f} fps, {result.faces} face detections, "
+          f"{result.tracks} tracked faces")
+    for kind, path in (("video", args.out), ("csv", args.csv), ("plot", args.plot)):
+        if path:
+            print(f"wrote {kind}: {path}")
+    return 0
+
+
+def _add_webcam(sub) -> None:
+    p = sub.add_parser("webcam", help="live expressions from a camera in a window (Esc to quit)")
+    p.add_argument("--camera", type=int, default=0, help="camera index")
+    p.add_argument("--source", help="a video file to use instead of the camera")
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--no-window", action="store_true", help="run the loop without a window (prints fps)")
+    _add_recognizer_options(p)
+
+
+@_command("webcam")
+def _webcam(args: argparse.Namespace) -> int:
+    from .webcam import run_webcam
+
+    stats = run_webcam(_recognizer(args), camera=args.camera, source=args.source, show=not args.no_window,
+                       max_frames=args.max_frames)
+    print(f"{stats.frames} frames, {stats.faces} faces, {stats.fps:.1f} fps")
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX")
+    p.add_argument("--model", help="model file or run directory (default: the bundled model)")
+    p.add_argument("--format", default="onnx", choices=("onnx",))
+    p.add_argument("--out", help="output file (default: <model name>.onnx)")
+
+
+@_command("export")
+def _export(args: argparse.Namespace) -> int:
+    from .onnx_backend import export_onnx
+    from .predict import bundled_model_path
+
+    source = Path(args.model) if args.model else bundled_model_path()
+    if source.is_dir():
+        source = source / "best.safetensors"
+    out = Path(args.out) if args.out else Path(source.stem + ".onnx")
+    export_onnx(source, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the bundled model on a built-in photo (no dataset, no download)")
+    p.add_argument("--out", default="demo_out", help="folder for the annotated picture (default demo_out)")
+    _add_recognizer_options(p)
+
+
+@_command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    import io
+
+    from PIL import Image
+    from skimage import data as skdata
+
+    from .draw import annotate
+    from .io import write_bytes
+
+    image = skdata.astronaut()
+    recognizer = _recognizer(args)
+    faces = recognizer.detect(image)
+    print(f"astronaut photo (scikit-image, public domain), {image.shape[1]}x{image.shape[0]}: {len(faces)} face(s)")
+    for i, face in enumerate(faces, 1):
+        probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(face.probs.items(), key=lambda kv: -kv[1]))
+        print(f"face {i}: box ({', '.join(f'{v:.0f}' for v in face.box)})  {face.label}   [{probs}]")
+    buffer = io.BytesIO()
+    Image.fromarray(annotate(image, faces)).save(buffer, format="JPEG", quality=92)
+    out = Path(args.out) / "astronaut_annotated.jpg"
+    write_bytes(out, buffer.getvalue())
+    print(f"wrote {out}")
+    return 0
+
+
+# ---------------------------------------------------------------- entry point
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition: train, evaluate, "
+                                     "detect faces and predict expressions, offline.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_evaluate, _add_summary, _add_models, _add_predict, _add_video, _add_webcam,
+                _add_export, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.formatwarning = lambda message, category, *rest: f"ferkit: warning: {message}\n"
+    try:
+        return _COMMANDS[args.command](args)
+    except FerkitError as exc:
+        print(f"ferkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ferkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""One training run end to end: load data → split → fit → evaluate the best model → reports and plots."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_dataset
+from .data.dataset import FaceDataset
+from .errors import ConfigError, FerkitError
+from .evaluate import Evaluation, evaluate, write_reports
+from .models.classifier import Classifier
+from .train import BEST, Splits, TrainConfig, fit, make_splits
+
+
+def cap_per_class(data: FaceDataset, limit: int, seed: int = 0) -> FaceDataset:
+    """At most `limit` images per (class, usage) pair, chosen at random: for quick runs and smoke tests."""
+    if not limit:
+        return data
+    rng = np.random.default_rng(seed)
+    usage = data.usage if data.usage is not None else np.zeros(len(data), dtype=object)
+    keep = []
+    for key in sorted({(int(label), str(u)) for label, u in zip(data.labels, usage)}):
+        idx = np.flatnonzero((data.labels == key[0]) & (usage.astype(str) == key[1]))
+        keep.append(rng.choice(idx, size=min(limit, len(idx)), replace=False))
+    return data.subset(np.sort(np.concatenate(keep)))
+
+
+def load_splits(cfg: TrainConfig) -> Splits:
+    if not cfg.data:
+        raise ConfigError("no dataset given (--data PATH)")
+    data = load_dataset(cfg.data, format=cfg.data_format, image_size=cfg.image_size)
+    data = cap_per_class(data, cfg.max_per_class, cfg.seed)
+    return make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FerkitError(f"{run_dir}: not a ferkit run directory (no config.json)")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise FerkitError(f"{path}: unreadable run configuration ({exc})") from exc
+
+
+def report_run(run_dir: str | Path, splits: Splits, log: Callable[[str], None] = print,
+               device: str = "auto") -> dict:
+    """Evaluate the run's best model on validation and test splits and write metrics, report and plots."""
+    run_dir = Path(run_dir)
+    classifier = Classifier.load(run_dir / BEST, device=device, precision="fp32")
+    evaluations: list[Evaluation] = [evaluate(classifier, splits.val, "val")]
+    if splits.test is not None and len(splits.test):
+        evaluations.append(evaluate(classifier, splits.test, "test"))
+    history_path = run_dir / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else None
+    counts = {"train": splits.train.class_counts(), "val": splits.val.class_counts()}
+    if splits.test is not None:
+        counts["test"] = splits.test.class_counts()
+    metrics = write_reports(run_dir, evaluations, history, counts,
+                            samples=splits.test if splits.test is not None else splits.val)
+    log(evaluations[-1].report_text())
+    return metrics
+
+
+def train_run(cfg: TrainConfig, run_dir: str | Path, progress: bool | None = None,
+              log: Callable[[str], None] = print, *, _resume: bool = False, _extend_lr: float | None = None) -> dict:
+    """Train into `run_dir`, then evaluate the best model and write the report. Returns the summary."""
+    run_dir = Path(run_dir)
+    splits = load_splits(cfg)
+    summary = fit(cfg, splits, run_dir, resume=_resume, extend_lr=_extend_lr, progress=progress, log=log)
+    metrics = report_run(run_dir, splits, log=log, device=cfg.device)
+    summary["val_acc"] = metrics["val"]["accuracy"]
+    if "test" in metrics:
+        summary["test_acc"] = metrics["test"]["accuracy"]
+    summary["split"] = splits.description
+    log(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f})"
+        + (f"; test acc {summary['test_acc']:.4f}" if "test_acc" in summary else "")
+        + f"; {summary['seconds_all_epochs']:.1f}s of training; run in {run_dir}")
+    return summary
+
+
+def resume_run(run_dir: str | Path, epochs: int | None = None, lr: float | None = None,
+               progress: bool | None = None, log: Callable[[str], None] = print) -> dict:
+    """Continue an interrupted run, or extend a finished one to `epochs` (new schedule phase at `lr`)."""
+    cfg = read_config(run_dir)
+    if epochs is not None:
+        if epochs < cfg.epochs:
+            raise ConfigError(f"--epochs {epochs} is less than the run's {cfg.epochs}; a run can only be extended")
+        cfg = replace(cfg, epochs=epochs)
+    return train_run(cfg, run_dir, progress=progress, log=log, _resume=True, _extend_lr=lr)

@@ -1,0 +1,120 @@
+"""Model files: weights in safetensors plus a JSON sidecar. Nothing is ever unpickled.
+
+A model saved as `best.safetensors` has its description in `best.json`: architecture name,
+class names, input size, normalisation and the metrics measured when it was saved.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from ..errors import ModelFileError
+from ..io import write_bytes, write_json
+from .registry import create_model
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelInfo:
+    """Everything needed to rebuild a model and feed it faces the way it was trained."""
+
+    model_name: str
+    class_names: list[str]
+    in_size: int = 48
+    in_channels: int = 1
+    mean: float = 0.5
+    std: float = 0.25
+    metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_model(path: str | Path, model: torch.nn.Module, info: ModelInfo) -> Path:
+    """Write `path` (.safetensors) and its JSON sidecar atomically. Returns the weights path."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
+    write_bytes(path, save(tensors, metadata={"format": "ferkit", "model_name": info.model_name}))
+    write_json(sidecar_path(path), {"format_version": FORMAT_VERSION, **asdict(info)})
+    return path
+
+
+def _refuse_unsafe(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise ModelFileError(f"{path}: this is a pickle/zip (torch.save) file; ferkit only loads "
+                             "safetensors model files and never unpickles (nothing was loaded)")
+    if len(head) < 9:
+        raise ModelFileError(f"{path}: file is too short to be a safetensors model")
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    meta_path = sidecar_path(path)
+    if not meta_path.is_file():
+        raise ModelFileError(f"{meta_path}: model description (JSON sidecar) is missing")
+    try:
+        raw = json.loads(meta_path.read_text(encoding="utf-8"))
+        raw.pop("format_version", None)
+        info = ModelInfo(**raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+        raise ModelFileError(f"{meta_path}: not a valid ferkit model description ({exc})") from exc
+    if not info.class_names or len(set(info.class_names)) != len(info.class_names):
+        raise ModelFileError(f"{meta_path}: class_names must be a non-empty list of distinct names")
+    if not isinstance(info.in_size, int) or not 8 <= info.in_size <= 512:
+        raise ModelFileError(f"{meta_path}: in_size {info.in_size!r} is not a plausible input size")
+    return info
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
+    """Rebuild the architecture named in the sidecar and load the weights, validating every shape."""
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, expected a .safetensors model file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    _refuse_unsafe(path)
+    info = read_info(path)
+    try:
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: corrupt safetensors file ({exc})") from exc
+    try:
+        model = create_model(info.model_name, num_classes=info.num_classes, in_size=info.in_size,
+                             in_channels=info.in_channels)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: cannot build model {info.model_name!r} ({exc})") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)}, "
+                         f"model {tuple(expected[k].shape)})")
+        raise ModelFileError(f"{path}: weights do not fit {info.model_name} with "
+                             f"{info.num_classes} classes at {info.in_size}px: " + "; ".join(parts))
+    model.load_state_dict(state)
+    return model.to(device).eval(), info

@@ -1,0 +1,110 @@
+"""PNG figures for a run: learning curves, confusion matrices, class distribution, sample predictions."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .io import write_bytes  # noqa: E402
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def plot_history(history: list[dict], path: str | Path) -> Path:
+    """Accuracy and loss per epoch, training and validation side by side."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((ax_acc, "acc", "Accuracy"), (ax_loss, "loss", "Loss")):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", ms=3, label="train")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", ms=3, label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path, normalize: bool = False,
+                   title: str = "Confusion matrix") -> Path:
+    """Heatmap with true classes as rows; `normalize` shows each row as fractions (recall on the diagonal)."""
+    values = matrix.astype(float)
+    if normalize:
+        values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * k, 0.8 + 0.75 * k))
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title + (" (row-normalised)" if normalize else ""))
+    threshold = values.max() / 2 if values.size else 0
+    for i in range(k):
+        for j in range(k):
+            text = f"{values[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if values[i, j] > threshold else "black")
+    return save_figure(fig, path)
+
+
+def plot_class_distribution(counts: dict[str, dict[str, int]], path: str | Path) -> Path:
+    """Grouped bars: images per class for each split ({"train": {"angry": 3995, ...}, ...})."""
+    splits = list(counts)
+    classes = list(next(iter(counts.values())))
+    width = 0.8 / max(1, len(splits))
+    x = np.arange(len(classes))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes)), 4))
+    for i, split in enumerate(splits):
+        bars = ax.bar(x + i * width - 0.4 + width / 2, [counts[split].get(c, 0) for c in classes], width, label=split)
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(x, classes, rotation=30, ha="right")
+    ax.set_ylabel("images")
+    ax.set_title("Class distribution")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_samples(images: np.ndarray, true: np.ndarray, pred: np.ndarray, probs: np.ndarray, class_names: list[str],
+                 path: str | Path, count: int = 25, seed: int = 0) -> Path:
+    """A grid of faces with predicted label and probability; green when right, red when wrong."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(images), size=min(count, len(images)), replace=False)
+    cols = int(np.ceil(np.sqrt(len(pick)))) or 1
+    rows = int(np.ceil(len(pick) / cols)) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), pick):
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        ok = pred[i] == true[i]
+        ax.set_title(f"{class_names[pred[i]]} {probs[i, pred[i]]:.0%}\ntrue: {class_names[true[i]]}",
+                     fontsize=7, color="green" if ok else "red")
+    return save_figure(fig, path)
+
+
+def plot_over_time(seconds: list[int], means: np.ndarray, class_names: list[str], path: str | Path,
+                   title: str = "Expressions over time") -> Path:
+    """One line per class: mean probability (rows of `means`) at each second."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for k, name in enumerate(class_names):
+        ax.plot(seconds, means[:, k], label=name, lw=1.5, marker="o" if len(seconds) < 30 else None, ms=3)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mean probability over faces")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=4, fontsize=8)
+    return save_figure(fig, path)

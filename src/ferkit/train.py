@@ -1,0 +1,342 @@
+"""Train a CNN on a FaceDataset: Adam/SGD, schedules, early stopping, checkpoints, resume.
+
+A run directory holds everything about one training run:
+    config.json        the TrainConfig
+    splits.json        how the data was split and the class counts of each split
+    history.json       one entry per epoch (loss, accuracy, learning rate, seconds)
+    checkpoint.pt      the last finished epoch (weights, optimiser, RNG), for --resume
+    best.safetensors   the weights of the epoch with the best validation accuracy (+ best.json)
+Evaluation and plots (`ferkit.evaluate`) add metrics.json, report.txt and plots/.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .augment import AugmentConfig, Augmenter
+from .data.dataset import PRIVATE_TEST, PUBLIC_TEST, TRAINING, FaceDataset
+from .data.splits import group_split, stratified_split
+from .errors import ConfigError, FerkitError
+from .io import atomic_open, write_json
+from .models import create_model
+from .models.classifier import autocast, resolve_device, resolve_precision, to_input
+from .models.files import ModelInfo, save_model
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # dataset path, recorded so that --resume and evaluate find it again
+    data_format: str = "auto"
+    max_per_class: int = 0  # keep at most this many images per class and split (quick runs); 0 = all
+    model: str = "seed_cnn"
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    label_smoothing: float = 0.0
+    scheduler: str = "cosine"  # cosine | plateau | none
+    warmup_epochs: int = 0
+    min_lr: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    early_stopping: int = 0  # stop after this many epochs without a better val accuracy; 0 = never
+    image_size: int = 48
+    val_fraction: float = 0.1  # used only when the data brings no validation split of its own
+    test_fraction: float = 0.2  # used only when the data brings no test split of its own
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16
+    threads: int = 0  # 0 = all cores
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; use adam, adamw or sgd")
+        if self.scheduler not in ("cosine", "plateau", "none"):
+            raise ConfigError(f"unknown scheduler {self.scheduler!r}; use cosine, plateau or none")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("epochs and batch size must be ≥ 1 and the learning rate > 0")
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+@dataclass
+class Splits:
+    train: FaceDataset
+    val: FaceDataset
+    test: FaceDataset | None
+    description: str
+
+    def summary(self) -> dict:
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        return {"description": self.description, "class_names": self.train.class_names,
+                **{k: {"size": len(v), "counts": v.class_counts()} for k, v in parts.items() if v is not None}}
+
+
+def make_splits(data: FaceDataset, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Splits:
+    """The honest split for each kind of dataset.
+
+    FER2013 (usages): train on Training, select on PublicTest, report PrivateTest.
+    train/validation[/test] folders: validation selects; test reports (or, without a test folder,
+    validation reports and a stratified slice of train selects).
+    Grouped data (CK+ subjects): subject-independent test and validation splits.
+    Otherwise: stratified test and validation splits.
+    """
+    usage = set(np.unique(data.usage)) if data.usage is not None else set()
+    if {TRAINING, PUBLIC_TEST, PRIVATE_TEST} <= usage:
+        return Splits(data.where_usage(TRAINING), data.where_usage(PUBLIC_TEST), data.where_usage(PRIVATE_TEST),
+                      "train on Training, select on PublicTest, report PrivateTest")
+    if "train" in usage and ("validation" in usage or "test" in usage):
+        train = data.where_usage("train")
+        if "validation" in usage and "test" in usage:
+            return Splits(train, data.where_usage("validation"), data.where_usage("test"),
+                          "train on train/, select on validation/, report test/")
+        held_out = "validation" if "validation" in usage else "test"
+        tr, va = stratified_split(train.labels, val_fraction, seed)
+        return Splits(train.subset(tr), train.subset(va), data.where_usage(held_out),
+                      f"train on train/ minus a stratified {val_fraction:.0%} for selection, report {held_out}/")
+    if data.groups is not None:
+        rest, te = group_split(data.labels, data.groups, test_fraction, seed)
+        rest_data = data.subset(rest)
+        tr, va = group_split(rest_data.labels, rest_data.groups, val_fraction / (1 - test_fraction), seed + 1)
+        return Splits(rest_data.subset(tr), rest_data.subset(va), data.subset(te),
+                      f"subject-independent split: {test_fraction:.0%} of subjects report, "
+                      f"{val_fraction:.0%} select, the rest train")
+    rest, te = stratified_split(data.labels, test_fraction, seed)
+    rest_data = data.subset(rest)
+    tr, va = stratified_split(rest_data.labels, val_fraction / (1 - test_fraction), seed + 1)
+    return Splits(rest_data.subset(tr), rest_data.subset(va), data.subset(te),
+                  f"stratified split: {test_fraction:.0%} report, {val_fraction:.0%} select, the rest train")
+
+
+class TrainingInterrupted(FerkitError):
+    exit_code = 130
+
+
+def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def scheduled_lr(cfg: TrainConfig, epoch: int, phase: dict) -> float:
+    """Learning rate for 0-based `epoch` within a phase {start, end, lr} (extensions start a new phase)."""
+    start, end, base = phase["start"], phase["end"], phase["lr"]
+    if cfg.scheduler != "cosine":
+        return base
+    warm = cfg.warmup_epochs if start == 0 else 0
+    if epoch - start < warm:
+        return base * (epoch - start + 1) / (warm + 1)
+    span = max(1, end - start - warm)
+    progress = (epoch - start - warm) / span
+    return cfg.min_lr + (base - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _save_checkpoint(run_dir: Path, state: dict) -> None:
+    with atomic_open(run_dir / CHECKPOINT) as handle:
+        torch.save(state, handle)
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise FerkitError(f"{path}: no checkpoint to resume from")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise FerkitError(f"{path}: checkpoint is corrupt or not a ferkit checkpoint ({exc})") from exc
+
+
+@torch.inference_mode()
+def evaluate_loss_acc(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float,
+                      device: torch.device, precision: str, batch_size: int = 256) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        x = to_input(images[start:start + batch_size].to(device), mean, std)
+        y = labels[start:start + batch_size].to(device)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            logits = model(x).float()
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    n = max(1, len(images))
+    return loss_sum / n, correct / n
+
+
+def fit(
+    cfg: TrainConfig,
+    splits: Splits,
+    run_dir: str | Path,
+    resume: bool = False,
+    extend_lr: float | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train (or resume/extend) into `run_dir`; returns a summary dict. The best model is in best.safetensors.
+
+    resume=True continues from checkpoint.pt up to cfg.epochs. If cfg.epochs is larger than the epochs
+    the run was planned for, the extra epochs form a new schedule phase starting at `extend_lr`
+    (or the current learning rate) — "train 15 epochs, then extend to 20".
+    """
+    run_dir = Path(run_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    else:
+        torch.set_num_threads(os.cpu_count() or 1)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    train_set, val_set = splits.train, splits.val
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise FerkitError(f"training needs images in both splits (train {len(train_set)}, val {len(val_set)})")
+    if train_set.image_size != (cfg.image_size, cfg.image_size):
+        raise ConfigError(f"images are {train_set.image_size}, config expects {cfg.image_size}px; load with image_size")
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=train_set.num_classes, in_size=cfg.image_size).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = _make_optimizer(cfg, model)
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience)
+               if cfg.scheduler == "plateau" else None)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    augment = Augmenter(cfg.augment)
+
+    train_images = torch.from_numpy(train_set.images).to(device)
+    train_labels = torch.from_numpy(train_set.labels.astype(np.int64)).to(device)
+    val_images = torch.from_numpy(val_set.images)
+    val_labels = torch.from_numpy(val_set.labels.astype(np.int64))
+    mean = float(train_set.images.mean() / 255.0)
+    std = float(train_set.images.std() / 255.0) or 1.0
+
+    history: list[dict] = []
+    phases = [{"start": 0, "end": cfg.epochs, "lr": cfg.lr}]
+    best = {"val_acc": -1.0, "epoch": 0, "since": 0}
+    start_epoch = 0
+    if resume:
+        state = load_checkpoint(run_dir)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if plateau is not None and state.get("plateau"):
+            plateau.load_state_dict(state["plateau"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, phases, best = state["history"], state["phases"], state["best"]
+        mean, std = state["mean"], state["std"]
+        start_epoch = state["epoch"]
+        if cfg.epochs > phases[-1]["end"]:
+            lr = extend_lr if extend_lr is not None else optimizer.param_groups[0]["lr"]
+            phases.append({"start": start_epoch, "end": cfg.epochs, "lr": lr})
+            for group in optimizer.param_groups:  # the plateau schedule starts from here too
+                group["lr"] = lr
+            log(f"extending from epoch {start_epoch} to {cfg.epochs} at lr {lr:g}")
+            best["since"] = 0
+        elif start_epoch >= cfg.epochs:
+            log(f"run already has {start_epoch} epochs; pass a larger --epochs to extend it")
+
+    info = ModelInfo(model_name=cfg.model, class_names=list(train_set.class_names), in_size=cfg.image_size,
+                     mean=mean, std=std)
+    write_json(run_dir / "config.json", asdict(cfg))
+    write_json(run_dir / "splits.json", splits.summary())
+    if not resume:
+        log(f"{cfg.model}: {sum(p.numel() for p in model.parameters()):,} parameters; {splits.description}; "
+            f"train {len(train_set)}, val {len(val_set)}" + (f", test {len(splits.test)}" if splits.test else "")
+            + f"; device {device.type}, precision {precision}, {torch.get_num_threads()} threads")
+
+    phase = phases[-1]
+    n = len(train_images)
+    steps = math.ceil(n / cfg.batch_size)
+    run_start = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        if plateau is None:
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(cfg, epoch, phase)
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=progress is False
+                   if progress is not None else None, unit="batch")
+        try:
+            for step in bar:
+                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(device)
+                x = to_input(train_images[idx], mean, std)
+                x = augment(x, generator=generator if device.type == "cpu" else None)
+                y = train_labels[idx]
+                if device.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(device, precision):
+                    logits = model(x)
+                    loss = criterion(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+        except KeyboardInterrupt:
+            bar.close()
+            done = history[-1]["epoch"] if history else 0
+            raise TrainingInterrupted(
+                f"interrupted during epoch {epoch + 1}; the checkpoint holds {done} finished epoch(s). "
+                f"Resume with: ferkit train --resume {run_dir}") from None
+        bar.close()
+        train_seconds = time.perf_counter() - t0
+        val_loss, val_acc = evaluate_loss_acc(model, val_images, val_labels, mean, std, device, precision)
+        if plateau is not None:
+            plateau.step(val_loss)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
+               "val_loss": val_loss, "val_acc": val_acc, "train_seconds": round(train_seconds, 3),
+               "seconds": round(time.perf_counter() - t0, 3)}
+        history.append(row)
+        improved = val_acc > best["val_acc"]
+        if improved:
+            best = {"val_acc": val_acc, "epoch": epoch + 1, "since": 0}
+            info.metrics = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch + 1}
+            save_model(run_dir / BEST, model, info)
+        else:
+            best["since"] += 1
+        _save_checkpoint(run_dir, {
+            "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "plateau": plateau.state_dict() if plateau is not None else None,
+            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": history, "phases": phases, "best": best, "mean": mean, "std": std,
+        })
+        write_json(run_dir / "history.json", history)
+        log(f"epoch {epoch + 1:3d}/{cfg.epochs}  lr {lr:.2e}  loss {row['train_loss']:.4f}  "
+            f"acc {row['train_acc']:.4f}  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  "
+            f"{row['seconds']:.1f}s" + ("  *" if improved else ""))
+        if cfg.early_stopping and best["since"] >= cfg.early_stopping:
+            log(f"early stopping: no better validation accuracy for {cfg.early_stopping} epochs")
+            break
+    total = time.perf_counter() - run_start
+    return {"epochs": len(history), "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
+            "seconds_this_call": round(total, 2), "seconds_all_epochs": round(sum(h["seconds"] for h in history), 2),
+            "device": device.type, "precision": precision}

@@ -1,0 +1,66 @@
+"""Shared fixtures: the read-only datasets in ../shared/datasets (or $FERKIT_DATASETS)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+DATASETS = Path(os.environ.get("FERKIT_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared dataset missing in CI: {path}")
+        pytest.skip(f"shared dataset not found: {path} (set FERKIT_DATASETS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    return _require(DATASETS)
+
+
+@pytest.fixture(scope="session")
+def fer2013_dir() -> Path:
+    return _require(DATASETS / "fer2013")
+
+
+@pytest.fixture(scope="session")
+def ckplus_dir() -> Path:
+    return _require(DATASETS / "ckplus" / "CK+48")
+
+
+@pytest.fixture(scope="session")
+def photos_dir() -> Path:
+    return _require(DATASETS / "photos")
+
+
+def make_small_fer2013(src: Path, dst: Path, per_class: int) -> Path:
+    """A FER2013 Kaggle-layout copy (symlinks) with `per_class` images per class and usage."""
+    for split, prefixes in (("train", ("Training_",)), ("test", ("PublicTest_", "PrivateTest_"))):
+        for class_dir in sorted((src / split).iterdir()):
+            files = sorted(p.name for p in class_dir.iterdir())
+            out = dst / split / class_dir.name
+            out.mkdir(parents=True, exist_ok=True)
+            for prefix in prefixes:
+                for name in [f for f in files if f.startswith(prefix)][:per_class]:
+                    (out / name).symlink_to(class_dir / name)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def fer2013_small(fer2013_dir: Path, tmp_path_factory) -> Path:
+    """FER2013 layout with 30 images per class and usage (630 images): real data, quick to train on."""
+    return make_small_fer2013(fer2013_dir, tmp_path_factory.mktemp("fer2013_small"), per_class=30)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never touch the user's ~/.cache/ferkit."""
+    os.environ["FERKIT_CACHE"] = str(tmp_path_factory.mktemp("ferkit_cache"))
