@@ -64,3 +64,20 @@ def fer2013_small(fer2013_dir: Path, tmp_path_factory) -> Path:
 def _private_cache(tmp_path_factory):
     """Tests never touch the user's ~/.cache/ferkit."""
     os.environ["FERKIT_CACHE"] = str(tmp_path_factory.mktemp("ferkit_cache"))
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory):
+    """An untrained seed_cnn with random BN statistics: structure tests need no accuracy."""
+    from ferkit.models import create_model
+    from ferkit.models.files import ModelInfo, save_model
+
+    torch.manual_seed(0)
+    model = create_model("seed_cnn", num_classes=7)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    return save_model(tmp_path_factory.mktemp("model") / "m.safetensors", model.eval(),
+                      ModelInfo("seed_cnn", classes, mean=0.5, std=0.25))
