@@ -1,0 +1,30 @@
+"""seed_cnn: the CNN of the original notebook (seed 000), translated from Keras to PyTorch."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .registry import register_model
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+
+
+@register_model
+def seed_cnn(num_classes: int = 7, in_size: int = 48, in_channels: int = 1) -> nn.Module:
+    """Conv 3×3 64 → BN → ReLU → MaxPool 2; Conv 3×3 128 → BN → ReLU → MaxPool 2; Flatten;
+    Dense 256 → BN → ReLU; Dense 128 → BN → ReLU; Dense num_classes.
+
+    Padding and biases are Keras' defaults ("valid", biases on). The notebook's final softmax is
+    left out: the model returns logits and CrossEntropyLoss applies it.
+    """
+    side = ((in_size - 2) // 2 - 2) // 2
+    return nn.Sequential(
+        *_block(in_channels, 64),
+        *_block(64, 128),
+        nn.Flatten(),
+        nn.Linear(128 * side * side, 256), nn.BatchNorm1d(256), nn.ReLU(inplace=True),
+        nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(inplace=True),
+        nn.Linear(128, num_classes),
+    )  # fmt: skip
