@@ -10,7 +10,7 @@ import pytest
 
 from ferkit.cli import build_parser, main
 
-SUBCOMMANDS = ["train", "evaluate", "summary", "models"]
+SUBCOMMANDS = ["train", "evaluate", "summary", "models", "predict", "video", "webcam", "export", "demo", "crop"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import FerkitError
+from .errors import ConfigError, DataError, FerkitError, ImageError
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Handler] = {}
@@ -74,7 +74,10 @@ def _train(args: argparse.Namespace) -> int:
 
     progress = False if args.no_progress else None
     if args.resume:
-        resume_run(args.resume, epochs=args.epochs, lr=args.lr, progress=progress)
+        try:
+            resume_run(args.resume, epochs=args.epochs, lr=args.lr, progress=progress)
+        except KeyboardInterrupt:
+            raise _interrupted(Path(args.resume)) from None
         return 0
     if not args.data:
         raise FerkitError("train needs --data PATH (or --resume RUN_DIR)")
@@ -84,8 +87,9 @@ def _train(args: argparse.Namespace) -> int:
         horizontal_flip=not args.no_flip, erasing=args.erasing)
     cfg = TrainConfig(
         data=str(args.data), data_format=args.format, max_per_class=args.max_per_class, model=args.model,
-        epochs=args.epochs or TrainConfig.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-        lr=args.lr or TrainConfig.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+        epochs=TrainConfig.epochs if args.epochs is None else args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=TrainConfig.lr if args.lr is None else args.lr,  # --epochs 0 is refused
+        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, early_stopping=args.early_stopping,
         image_size=args.image_size, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
         seed=args.seed, device=args.device, precision=args.precision, threads=args.threads, augment=augment)
@@ -94,18 +98,34 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.model}-{Path(cfg.data).resolve().name}"
     if (out / "checkpoint.pt").exists():
         raise FerkitError(f"{out} already holds a run; use --resume {out} to continue it or pick another --out")
-    train_run(cfg, out, progress=progress)
+    try:
+        train_run(cfg, out, progress=progress)
+    except KeyboardInterrupt:  # outside the batch loop (validation, checkpoint, report): the same advice
+        raise _interrupted(out) from None
     return 0
 
 
+def _interrupted(run_dir: Path) -> FerkitError:
+    from .train import CHECKPOINT, TrainingInterrupted
+
+    if (run_dir / CHECKPOINT).is_file():
+        return TrainingInterrupted(f"interrupted; {run_dir / CHECKPOINT} holds the last finished epoch. "
+                                   f"Resume with: ferkit train --resume {run_dir}")
+    return TrainingInterrupted(f"interrupted before the first epoch finished; nothing to resume in {run_dir}")
+
+
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="score a run's best model on a dataset split, with report and plots")
-    p.add_argument("--run", required=True, help="run directory written by `ferkit train`")
-    p.add_argument("--data", help="dataset (default: the one the run was trained on)")
+    p = sub.add_parser("evaluate", help="score a model on a dataset split, with report and plots",
+                       description="Evaluate a run's best model (--run) or any model file (--model, e.g. the "
+                       "bundled one: --model default) on a split made exactly as in training.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run directory written by `ferkit train`")
+    source.add_argument("--model", help="a .safetensors/.onnx model file, or 'default' for the bundled model")
+    p.add_argument("--data", help="dataset (default with --run: the one the run was trained on)")
     p.add_argument("--format", default=None, help="dataset layout (default: the run's, or detect)")
     p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
-                   help="which part of the data (same split as in training; 'all' = every image)")
-    p.add_argument("--out", help="folder for metrics/plots (default: the run directory)")
+                   help="which part of the data (FER2013: test = PrivateTest, val = PublicTest; 'all' = every image)")
+    p.add_argument("--out", help="folder for metrics/plots (default: the run directory, or no files with --model)")
     p.add_argument("--device", default="auto")
 
 
@@ -116,11 +136,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .evaluate import evaluate, write_reports
     from .experiment import load_splits, read_config
-    from .models.classifier import Classifier
-    from .train import BEST
+    from .predict import load_classifier
+    from .train import TrainConfig
 
-    cfg = read_config(args.run)
-    classifier = Classifier.load(Path(args.run) / BEST, device=args.device)
+    if args.run:
+        cfg = read_config(args.run)
+        classifier = load_classifier(Path(args.run), device=args.device, backend="torch")
+    else:
+        if not args.data:
+            raise FerkitError("evaluate --model needs --data PATH")
+        classifier = load_classifier(None if args.model == "default" else args.model, device=args.device,
+                                     backend="torch")
+        cfg = TrainConfig(data=str(args.data), image_size=classifier.info.in_size)
     if args.data:
         cfg = replace(cfg, data=str(args.data), data_format=args.format or "auto")
     elif args.format:
@@ -132,10 +159,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
         if data is None:
             raise FerkitError(f"{cfg.data}: has no {args.split} split")
+        print(f"split: {splits.description}")
     result = evaluate(classifier, data, args.split)
-    write_reports(args.out or args.run, [result], samples=data)
     print(result.report_text())
-    print(f"wrote metrics.json, report.txt and plots/ to {args.out or args.run}")
+    out = args.out or args.run
+    if out:
+        write_reports(out, [result], samples=data)
+        print(f"wrote metrics.json, report.txt and plots/ to {out}")
     return 0
 
 
@@ -173,10 +203,33 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_crop(sub) -> None:
+    p = sub.add_parser("crop", help="make a dataset of face crops from a dataset of full photos",
+                       description="Detect the largest face in every image under SOURCE and write it as a "
+                       "gray SIZE×SIZE PNG under TARGET with the same folders, ready for `ferkit train`.")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.add_argument("--detector", default="mtcnn", help="mtcnn (default) or haar")
+    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--margin", type=float, default=0.2, help="extra border around the face box (fraction)")
+    p.add_argument("--align", action="store_true", help="rotate so the eyes are level (mtcnn landmarks)")
+    p.add_argument("--skip-no-face", action="store_true", help="leave out images where no face is found")
+    p.add_argument("--no-progress", action="store_true")
+
+
+@_command("crop")
+def _crop(args: argparse.Namespace) -> int:
+    from .preprocess import crop_dataset
+
+    stats = crop_dataset(args.source, args.target, args.detector, args.size, args.margin, args.align,
+                         args.skip_no_face, progress=False if args.no_progress else None)
+    print(f"wrote {stats.images} crops to {args.target}: {stats.faces} with a face, {len(stats.no_face)} without"
+          + (" (skipped)" if args.skip_no_face else " (centre crop)")
+          + (f", {len(stats.unreadable)} unreadable skipped (first: {stats.unreadable[0]})" if stats.unreadable else ""))
+    return 0
+
+
 # ---------------------------------------------------------------- inference
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
 
 def _add_recognizer_options(p) -> None:
     p.add_argument("--model", help="model file (.safetensors or .onnx) or run directory (default: bundled model)")
@@ -195,17 +248,19 @@ def _recognizer(args: argparse.Namespace):
 
 
 def _expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:
+    from .data import IMAGE_EXTENSIONS
+
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise FerkitError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                raise DataError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             files.extend(found)
         elif not path.exists():
-            raise FerkitError(f"{path}: no such file or folder")
+            raise ImageError(f"{path}: no such file or folder")
         else:
             files.append(path)
     return files
@@ -240,10 +295,10 @@ def _predict(args: argparse.Namespace) -> int:
     recognizer = _recognizer(args)
     out_dir = Path(args.out) if args.out else None
     records, errors = [], 0
-    progress = None if len(files) > 1 and not args.no_progress else False
+    hide_bar = None if len(files) > 1 and not args.no_progress else True  # None: shown on a terminal only
     from tqdm import tqdm
 
-    for path in tqdm(files, unit="image", disable=progress, leave=False):
+    for path in tqdm(files, unit="image", disable=hide_bar, leave=False):
         try:
             rgb = load_image(path, mode="rgb")
         except FerkitError as exc:
@@ -265,7 +320,7 @@ def _predict(args: argparse.Namespace) -> int:
             write_bytes(out_dir / f"{path.stem}_annotated.jpg", buffer.getvalue())
     if args.json:
         print(json.dumps(records if len(records) != 1 else records[0], indent=2))
-    if args.csv:
+    if args.csv and (records or not errors):  # no CSV when every input failed: nothing half-done to read
         names = recognizer.class_names
         text = io.StringIO()
         rows = csv.writer(text)
@@ -298,9 +353,9 @@ def _video(args: argparse.Namespace) -> int:
     from .video import process_video
 
     if not (0.0 <= args.smooth < 1.0) or args.every < 1:
-        raise FerkitError("--smooth must be in [0, 1) and --every ≥ 1")
+        raise ConfigError(f"--smooth must be in [0, 1) and --every ≥ 1 (got {args.smooth:g} and {args.every})")
     if not (args.out or args.csv or args.plot):
-        raise FerkitError("say what to write: --out VIDEO, --csv FILE and/or --plot PNG")
+        raise ConfigError("say what to write: --out VIDEO, --csv FILE and/or --plot PNG")
     from .video import open_video
 
     open_video(args.input).release()  # a bad video fails before the model is loaded
@@ -387,26 +442,36 @@ def _demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- entry point
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other mistake: one `ferkit: error:` line and exit code 2."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition: train, evaluate, "
+    parser = _Parser(prog="ferkit", description="Facial expression recognition: train, evaluate, "
                                      "detect faces and predict expressions, offline.")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_train, _add_evaluate, _add_summary, _add_models, _add_predict, _add_video, _add_webcam,
-                _add_export, _add_demo):
+                _add_export, _add_demo, _add_crop):
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest: f"ferkit: warning: {message}\n"
     try:
+        args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
     except FerkitError as exc:
-        print(f"ferkit: error: {exc}", file=sys.stderr)
+        print(f"ferkit: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ferkit: interrupted", file=sys.stderr)

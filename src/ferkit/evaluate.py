@@ -57,7 +57,8 @@ def align_labels(model_classes: list[str], data: FaceDataset) -> np.ndarray:
     present = set(np.unique(data.labels).tolist())
     unknown_present = [c for i, c in enumerate(data.class_names) if c in unknown and i in present]
     if unknown_present:
-        raise ModelFileError(f"the model knows {model_classes} but the data has {unknown_present}; "
+        where = data.meta.get("root") or data.name or "the data"
+        raise ModelFileError(f"{where}: the model knows {model_classes} but the data has {unknown_present}; "
                              "evaluate on data with the model's class set")
     mapping = np.array([model_classes.index(c) if c in model_classes else -1 for c in data.class_names])
     return mapping[data.labels]

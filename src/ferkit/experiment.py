@@ -11,7 +11,7 @@ import numpy as np
 
 from .data import load_dataset
 from .data.dataset import FaceDataset
-from .errors import ConfigError, FerkitError
+from .errors import ConfigError
 from .evaluate import Evaluation, evaluate, write_reports
 from .models.classifier import Classifier
 from .train import BEST, Splits, TrainConfig, fit, make_splits
@@ -41,11 +41,11 @@ def load_splits(cfg: TrainConfig) -> Splits:
 def read_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
-        raise FerkitError(f"{run_dir}: not a ferkit run directory (no config.json)")
+        raise ConfigError(f"{run_dir}: not a ferkit run directory (no config.json)")
     try:
         return TrainConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise FerkitError(f"{path}: unreadable run configuration ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: unreadable run configuration ({exc})") from exc
 
 
 def report_run(run_dir: str | Path, splits: Splits, log: Callable[[str], None] = print,
@@ -88,6 +88,8 @@ def resume_run(run_dir: str | Path, epochs: int | None = None, lr: float | None 
                progress: bool | None = None, log: Callable[[str], None] = print) -> dict:
     """Continue an interrupted run, or extend a finished one to `epochs` (new schedule phase at `lr`)."""
     cfg = read_config(run_dir)
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {lr:g}")
     if epochs is not None:
         if epochs < cfg.epochs:
             raise ConfigError(f"--epochs {epochs} is less than the run's {cfg.epochs}; a run can only be extended")

@@ -13,6 +13,23 @@ from typing import Any, BinaryIO
 from .errors import OutputError
 
 
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file: mkstemp makes private 0600 files instead."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
+def _cannot_write(path: Path, exc: OSError) -> OutputError:
+    """The error for a folder that cannot be made or written, naming a regular file in the way if there is one."""
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    reason = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+    return OutputError(f"{path}: cannot write here ({reason})")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]:
     """Open a temporary file next to `path`; on success fsync and rename it over `path`."""
@@ -21,8 +38,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+        raise _cannot_write(path, exc) from exc
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -59,7 +77,8 @@ def atomic_temp_path(path: str | os.PathLike) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+        raise _cannot_write(path, exc) from exc
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     return Path(tmp)
 

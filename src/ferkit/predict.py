@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.images import ImageInput, load_image
-from .errors import ModelFileError
+from .errors import ConfigError, ModelFileError
 from .faces import Detection, Detector, create_detector, crop_faces
 from .models.classifier import Classifier, resize_crops
 
@@ -71,10 +71,12 @@ def load_classifier(model: str | Path | Classifier | None = None, device: str = 
     path = bundled_model_path() if model is None else Path(model)
     if path.is_dir() and (path / "best.safetensors").is_file():
         path = path / "best.safetensors"
-    if backend in ("auto", "onnx"):
+    if backend not in ("auto", "torch", "onnx"):
+        raise ConfigError(f"unknown backend {backend!r}; use auto, torch or onnx")
+    if backend in ("auto", "onnx") or path.suffix == ".onnx":
         from .onnx_backend import OnnxClassifier, onnx_available
 
-        if backend == "onnx" or (device == "cpu" and onnx_available()):
+        if backend == "onnx" or path.suffix == ".onnx" or (device == "cpu" and onnx_available()):
             return OnnxClassifier.load(path)
     return Classifier.load(path, device=device, precision="fp32")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from .augment import AugmentConfig, Augmenter
 from .data.dataset import PRIVATE_TEST, PUBLIC_TEST, TRAINING, FaceDataset
 from .data.splits import group_split, stratified_split
-from .errors import ConfigError, FerkitError
+from .errors import ConfigError, DataError, FerkitError, ModelFileError
 from .io import atomic_open, write_json
 from .models import create_model
 from .models.classifier import autocast, resolve_device, resolve_precision, to_input
@@ -72,7 +73,10 @@ class TrainConfig:
         if self.scheduler not in ("cosine", "plateau", "none"):
             raise ConfigError(f"unknown scheduler {self.scheduler!r}; use cosine, plateau or none")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("epochs and batch size must be ≥ 1 and the learning rate > 0")
+            raise ConfigError(f"epochs and batch size must be ≥ 1 and the learning rate > 0 (got epochs {self.epochs}, "
+                              f"batch size {self.batch_size}, learning rate {self.lr:g})")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be ≥ 0 (0 = all cores), got {self.threads}")
 
     @classmethod
     def from_dict(cls, raw: dict) -> TrainConfig:
@@ -163,11 +167,26 @@ def _save_checkpoint(run_dir: Path, state: dict) -> None:
 def load_checkpoint(run_dir: Path) -> dict:
     path = run_dir / CHECKPOINT
     if not path.is_file():
-        raise FerkitError(f"{path}: no checkpoint to resume from")
+        raise ModelFileError(f"{path}: no checkpoint to resume from")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise FerkitError(f"{path}: checkpoint is corrupt or not a ferkit checkpoint ({exc})") from exc
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only stopped reading: nothing in the file was run
+        text = str(exc).partition("WeightsUnpickler error:")[2] or str(exc)
+        reason = next((line.strip() for line in text.splitlines() if line.strip()), "").partition(". ")[0]
+        if "Unsupported global" in reason:
+            raise ModelFileError(f"{path}: checkpoint holds objects other than tensors and plain data ({reason}); "
+                                 "refused: ferkit loads checkpoints with weights_only=True and never unpickles "
+                                 "objects") from exc
+        raise ModelFileError(f"{path}: checkpoint is corrupt or not a ferkit checkpoint ({reason})") from exc
+    except Exception as exc:  # torch raises many types for a damaged file; its messages run over many lines
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        reason = reason.partition(". ")[0]  # torch adds advice on where checkpoints come from
+        raise ModelFileError(f"{path}: checkpoint is corrupt or not a ferkit checkpoint ({reason})") from exc
+    missing = [k for k in ("epoch", "model", "optimizer", "generator", "torch_rng", "history", "phases", "best",
+                           "mean", "std") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ModelFileError(f"{path}: not a ferkit checkpoint (missing {', '.join(missing)})")
+    return state
 
 
 @torch.inference_mode()
@@ -212,7 +231,8 @@ def fit(
     precision = resolve_precision(cfg.precision, device)
     train_set, val_set = splits.train, splits.val
     if len(train_set) == 0 or len(val_set) == 0:
-        raise FerkitError(f"training needs images in both splits (train {len(train_set)}, val {len(val_set)})")
+        raise DataError(f"{cfg.data}: training needs images in both splits (train {len(train_set)}, "
+                        f"val {len(val_set)}); the dataset is too small")
     if train_set.image_size != (cfg.image_size, cfg.image_size):
         raise ConfigError(f"images are {train_set.image_size}, config expects {cfg.image_size}px; load with image_size")
 
@@ -241,6 +261,8 @@ def fit(
     start_epoch = 0
     if resume:
         state = load_checkpoint(run_dir)
+        for stale in run_dir.glob(".*.tmp"):  # temporary files of writes that a crash (SIGKILL, power) cut short
+            stale.unlink(missing_ok=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if plateau is not None and state.get("plateau"):

@@ -1,0 +1,53 @@
+"""Copy a finished run's best model into the package as the bundled default, with its measured metrics.
+
+    .venv/bin/python scripts/bundle_model.py runs/default-fast_fer
+
+The JSON sidecar gains the run's test metrics (FER2013 PrivateTest accuracy and per-class recall),
+the exact training command and the training time, so the shipped file documents itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ferkit.io import write_bytes, write_json
+from ferkit.models.files import load_model, read_info
+from ferkit.predict import DEFAULT_MODEL_NAME
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "pretrained"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--command", default="", help="the ferkit train command that made the run")
+    args = parser.parse_args()
+    best = args.run / "best.safetensors"
+    load_model(best)  # refuses anything that does not load cleanly
+    info = read_info(best)
+    metrics = json.loads((args.run / "metrics.json").read_text())
+    history = json.loads((args.run / "history.json").read_text())
+    config = json.loads((args.run / "config.json").read_text())
+    test = metrics["test"]
+    info.metrics = {
+        "selected_on": "PublicTest (best validation accuracy)",
+        "best_epoch": info.metrics["epoch"],
+        "public_test_accuracy": metrics["val"]["accuracy"],
+        "private_test_accuracy": test["accuracy"],
+        "private_test_images": test["images"],
+        "private_test_recall": {c: test["per_class"][c]["recall"] for c in test["class_names"]},
+    }
+    info.extra = {"trained_on": "FER2013 Training (28,709 images)", "epochs_run": len(history),
+                  "training_seconds": round(sum(h["seconds"] for h in history), 1), "config": config,
+                  "command": args.command}
+    PRETRAINED.mkdir(parents=True, exist_ok=True)
+    target = PRETRAINED / DEFAULT_MODEL_NAME
+    write_bytes(target, best.read_bytes())
+    write_json(target.with_suffix(".json"), {"format_version": 1, **info.__dict__})
+    print(f"bundled {best} as {target} (PrivateTest accuracy {test['accuracy']:.4f})")
+
+
+if __name__ == "__main__":
+    main()

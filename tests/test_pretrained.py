@@ -1,0 +1,71 @@
+"""The bundled pretrained model: loads offline, reproduces its recorded PrivateTest accuracy, runs the demo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ferkit import Recognizer
+from ferkit.cli import main
+from ferkit.data import load_dataset
+from ferkit.evaluate import evaluate
+from ferkit.models.classifier import Classifier
+from ferkit.onnx_backend import OnnxClassifier
+from ferkit.predict import bundled_model_path
+from ferkit.train import make_splits
+
+
+@pytest.fixture(scope="module")
+def sidecar() -> dict:
+    return json.loads(bundled_model_path().with_suffix(".json").read_text())
+
+
+@pytest.fixture(scope="module")
+def private_test(fer2013_dir):
+    return make_splits(load_dataset(fer2013_dir)).test
+
+
+def test_bundled_model_describes_itself(sidecar):
+    assert sidecar["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert sidecar["in_size"] == 48
+    assert sidecar["metrics"]["selected_on"].startswith("PublicTest")
+    assert sidecar["extra"]["command"].startswith("ferkit train")
+
+
+def test_private_test_accuracy_matches_the_model_card(sidecar, private_test):
+    """Re-measures what MODEL_CARD.md reports, with both inference engines."""
+    assert len(private_test) == 3589 and set(private_test.usage) == {"PrivateTest"}
+    recorded = sidecar["metrics"]["private_test_accuracy"]
+    torch_result = evaluate(Classifier.load(bundled_model_path(), device="cpu"), private_test)
+    onnx_result = evaluate(OnnxClassifier.load(bundled_model_path()), private_test)
+    assert torch_result.accuracy == pytest.approx(recorded, abs=1e-3)
+    assert onnx_result.accuracy == pytest.approx(recorded, abs=1e-3)
+    assert np.abs(torch_result.probs - onnx_result.probs).max() < 1e-4
+
+
+def test_recognizer_defaults_to_bundled_model(photos_dir):
+    faces = Recognizer().detect(photos_dir / "angry_man.jpg")
+    assert len(faces) == 1
+    assert faces[0].label in ("angry", "disgust", "fear", "sad", "surprise", "neutral", "happy")
+    assert sum(faces[0].probs.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_demo_runs_with_no_arguments_and_no_dataset(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 face(s)" in out and "face 1: box" in out
+    assert (tmp_path / "astronaut_annotated.jpg").stat().st_size > 20_000
+
+
+def test_predict_angry_man_cli(photos_dir, capsys):
+    assert main(["predict", str(photos_dir / "angry_man.jpg")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if ": face " in line]
+    assert len(lines) == 1
+
+
+def test_evaluate_cli_on_bundled_model(fer2013_small, capsys):
+    assert main(["evaluate", "--model", "default", "--data", str(fer2013_small), "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "PrivateTest" in out and "test: accuracy" in out
