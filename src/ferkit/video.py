@@ -19,10 +19,15 @@ from tqdm import tqdm
 
 from . import plots
 from .draw import annotate
-from .errors import OutputError, VideoError
+from .errors import ConfigError, OutputError, VideoError
 from .faces.detector import box_iou
 from .io import atomic_temp_path, commit_temp_path
 from .predict import Face, Recognizer
+
+# FFmpeg (inside OpenCV) prints its own complaints about a damaged file ("moov atom not found") straight to
+# stderr; ferkit says what is wrong in one line instead. OpenCV reads this when its FFmpeg backend starts;
+# set OPENCV_FFMPEG_LOGLEVEL yourself to see FFmpeg's messages.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
 @dataclass
@@ -115,6 +120,8 @@ def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Pa
                   csv_path: str | Path | None = None, plot_path: str | Path | None = None, smoothing: float = 0.0,
                   every: int = 1, max_frames: int | None = None, progress: bool | None = None) -> VideoResult:
     """Detect, track and classify faces in every `every`-th frame; write what was asked, atomically."""
+    if not 0.0 <= smoothing < 1.0 or every < 1:
+        raise ConfigError(f"smoothing must be in [0, 1) and every ≥ 1 (got {smoothing:g} and {every})")
     capture = open_video(str(source))
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import struct
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from .ckplus import subject_of
 from .classes import canonical_name, order_classes
 from .dataset import TEST, TRAIN, VALIDATION, FaceDataset
 from .fer2013 import usage_from_filename
-from .images import load_image, resize_square
+from .images import MAX_PIXELS, load_image, resize_square
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 FOLDER_FORMATS = ("fer2013-folders", "ckplus", "folders")
@@ -195,13 +196,36 @@ def _with_format(layout: Layout, where: str, format: str) -> Layout:
 
 # ---------------------------------------------------------------- decoding
 
+def _jpeg_pixels(data: bytes) -> int:
+    """Width × height as a JPEG's frame header (SOFn) states it; 0 if there is none."""
+    i = 2
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return height * width
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD9:  # markers without a length
+            i += 2
+        else:
+            i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return 0
+
+
 def decode_gray(data: bytes, name: str) -> np.ndarray:
-    """Decode to uint8 gray: OpenCV for JPEG and 8-bit opaque PNG (fast, and it releases the GIL),
-    `load_image` (Pillow) for everything else, so alpha, 16-bit and odd formats come out right."""
-    is_jpeg = data[:3] == b"\xff\xd8\xff"
-    is_plain_png = data[:8] == b"\x89PNG\r\n\x1a\n" and data[24:26] in (b"\x08\x00", b"\x08\x02")
-    if is_jpeg or is_plain_png:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    """Decode to uint8 gray: OpenCV for JPEG (fast, and it releases the GIL), `load_image` (Pillow) for
+    everything else, so alpha, 16-bit and odd formats come out right.
+
+    A JPEG whose header claims more than MAX_PIXELS goes to Pillow too, which refuses it in one line
+    (OpenCV would allocate up to a gigapixel, or raise). PNGs always go to Pillow: libpng, inside
+    OpenCV, prints its complaints about a damaged file straight to stderr.
+    """
+    if data[:3] == b"\xff\xd8\xff" and _jpeg_pixels(data) <= MAX_PIXELS:
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        except cv2.error:  # OpenCV's own size limit: Pillow below says what is wrong
+            image = None
         if image is not None:
             return image
     if not data:

@@ -75,8 +75,15 @@ def read_info(path: str | Path) -> ModelInfo:
         info = ModelInfo(**raw)
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
         raise ModelFileError(f"{meta_path}: not a valid ferkit model description ({exc})") from exc
-    if not info.class_names or len(set(info.class_names)) != len(info.class_names):
+    names = info.class_names
+    if (not isinstance(names, list) or not names or not all(isinstance(c, str) and c for c in names)
+            or len(set(names)) != len(names)):
         raise ModelFileError(f"{meta_path}: class_names must be a non-empty list of distinct names")
+    if not isinstance(info.model_name, str):
+        raise ModelFileError(f"{meta_path}: model_name {info.model_name!r} is not a name")
+    numbers = (info.mean, info.std)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers) or not info.std > 0:
+        raise ModelFileError(f"{meta_path}: mean and std must be numbers and std > 0 (got {info.mean!r}, {info.std!r})")
     if not isinstance(info.in_size, int) or not 8 <= info.in_size <= 512:
         raise ModelFileError(f"{meta_path}: in_size {info.in_size!r} is not a plausible input size")
     return info
