@@ -285,11 +285,9 @@ def _predict(args: argparse.Namespace) -> int:
     import io
     import json
 
-    from PIL import Image
-
     from .data.images import load_image
-    from .draw import annotate
-    from .io import write_bytes, write_text
+    from .draw import save_annotated
+    from .io import write_text
 
     files = _expand_inputs(args.inputs, args.recursive)
     recognizer = _recognizer(args)
@@ -315,9 +313,7 @@ def _predict(args: argparse.Namespace) -> int:
                 box = ",".join(f"{v:.0f}" for v in face.box)
                 tqdm.write(f"{path}: face {i} box ({box}) {face.label} {face.confidence:.2f}  [{others}]")
         if out_dir is not None:
-            buffer = io.BytesIO()
-            Image.fromarray(annotate(rgb, faces)).save(buffer, format="JPEG", quality=92)
-            write_bytes(out_dir / f"{path.stem}_annotated.jpg", buffer.getvalue())
+            save_annotated(out_dir / f"{path.stem}_annotated.jpg", rgb, faces)
     if args.json:
         print(json.dumps(records if len(records) != 1 else records[0], indent=2))
     if args.csv and (records or not errors):  # no CSV when every input failed: nothing half-done to read
@@ -417,13 +413,9 @@ def _add_demo(sub) -> None:
 
 @_command("demo")
 def _demo(args: argparse.Namespace) -> int:
-    import io
-
-    from PIL import Image
     from skimage import data as skdata
 
-    from .draw import annotate
-    from .io import write_bytes
+    from .draw import save_annotated
 
     image = skdata.astronaut()
     recognizer = _recognizer(args)
@@ -432,10 +424,7 @@ def _demo(args: argparse.Namespace) -> int:
     for i, face in enumerate(faces, 1):
         probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(face.probs.items(), key=lambda kv: -kv[1]))
         print(f"face {i}: box ({', '.join(f'{v:.0f}' for v in face.box)})  {face.label}   [{probs}]")
-    buffer = io.BytesIO()
-    Image.fromarray(annotate(image, faces)).save(buffer, format="JPEG", quality=92)
-    out = Path(args.out) / "astronaut_annotated.jpg"
-    write_bytes(out, buffer.getvalue())
+    out = save_annotated(Path(args.out) / "astronaut_annotated.jpg", image, faces)
     print(f"wrote {out}")
     return 0
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import cv2
 import numpy as np
+from PIL import Image
 
+from .io import write_bytes
 from .predict import Face
 
 # One colour per canonical class (RGB), so a label looks the same in every picture.
@@ -49,3 +54,11 @@ def _draw_bars(out: np.ndarray, face: Face, x: int, y: int, scale: float) -> Non
         cv2.rectangle(out, (x, top + 2), (x + int(width * p), top + row - 2), _colour(name), -1)
         cv2.putText(out, f"{name[:8]} {p:.0%}", (x + width + 3, top + row - 3), cv2.FONT_HERSHEY_SIMPLEX,
                     0.35 * scale + 0.05, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def save_annotated(path: str | Path, image: np.ndarray, faces: list[Face]) -> Path:
+    """Write the annotated RGB `image` as a JPEG, atomically."""
+    buffer = io.BytesIO()
+    Image.fromarray(annotate(image, faces)).save(buffer, format="JPEG", quality=92)
+    write_bytes(path, buffer.getvalue())
+    return Path(path)

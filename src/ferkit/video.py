@@ -71,6 +71,10 @@ class FaceTracker:
                 self._next_id += 1
         return ids
 
+    @property
+    def tracks_started(self) -> int:
+        return self._next_id - 1
+
     def _follow(self, track: _Track, face: Face, frame_index: int, class_names: list[str]) -> None:
         new = np.array([face.probs[c] for c in class_names])
         track.probs = self.smoothing * track.probs + (1 - self.smoothing) * new
@@ -191,7 +195,7 @@ def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Pa
             if temp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
-    result = VideoResult(count, fps, faces_seen, tracker._next_id - 1, per_second, class_names)
+    result = VideoResult(count, fps, faces_seen, tracker.tracks_started, per_second, class_names)
     if plot_path is not None:
         plot_emotions_over_time(result, plot_path)
     return result
