@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 
 from ferkit.io import write_bytes, write_json
-from ferkit.models.files import load_model, read_info
-from ferkit.predict import DEFAULT_MODEL_NAME
+from ferkit.models.files import DEFAULT_MODEL_NAME, load_model, read_info
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "pretrained"
 

@@ -1,8 +1,9 @@
-"""Training: smoke run, resume = uninterrupted, extension, early stopping, schedules, splits."""
+"""Training: smoke run, resume = uninterrupted, extension, early stopping, schedules, EMA, distillation, splits."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -13,8 +14,10 @@ from safetensors.torch import load_file
 from ferkit.data import load_dataset
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.experiment import load_splits, resume_run, train_run
-from ferkit.train import TrainConfig, make_splits, scheduled_lr
+from ferkit.models.files import ModelInfo, save_model
+from ferkit.train import TrainConfig, distillation_loss, fit, make_splits, scheduled_lr
 
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 QUICK = dict(model="seed_cnn", batch_size=32, precision="fp32", threads=2, seed=3)
 
 
@@ -45,8 +48,11 @@ def _weights(run) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
 
 
-def test_resume_after_interrupt_equals_uninterrupted(fer2013_small, tmp_path):
-    cfg = TrainConfig(data=str(fer2013_small), epochs=3, **QUICK)
+@pytest.mark.parametrize("extras", ["plain", "ema+teacher"])
+def test_resume_after_interrupt_equals_uninterrupted(fer2013_small, tmp_path, model_file, extras):
+    options = {"ema_decay": 0.9, "teacher": str(model_file), "distill_weight": 0.5,
+               "distill_temperature": 2.0} if extras != "plain" else {}
+    cfg = TrainConfig(data=str(fer2013_small), epochs=3, **QUICK, **options)
     train_run(cfg, tmp_path / "straight", progress=False, log=quiet)
 
     def stop_after_epoch_two(line: str) -> None:
@@ -66,6 +72,9 @@ def test_resume_after_interrupt_equals_uninterrupted(fer2013_small, tmp_path):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
     wa, wb = _weights(tmp_path / "straight"), _weights(tmp_path / "broken")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    if options:
+        ea, eb = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["ema"] for r in ("straight", "broken"))
+        assert all(torch.equal(ea[k], eb[k]) for k in ea)
 
 
 def test_extend_finished_run_with_new_learning_rate(fer2013_small, tmp_path):
@@ -99,6 +108,75 @@ def test_best_model_file_matches_best_epoch(fer2013_small, tmp_path):
     assert set(load_file(str(tmp_path / "run" / "best.safetensors"))) == set(_weights(tmp_path / "run"))
 
 
+def test_ema_run_validates_and_saves_the_averaged_weights(fer2013_small, tmp_path, monkeypatch):
+    import ferkit.train
+
+    seen = []
+
+    def record(model, *args, **kwargs):  # every epoch improves, so best.safetensors holds the last epoch's weights
+        seen.append(model)
+        return 1.0, 0.1 * len(seen)
+
+    monkeypatch.setattr(ferkit.train, "evaluate_loss_acc", record)
+    cfg = TrainConfig(data=str(fer2013_small), epochs=2, ema_decay=0.9, **QUICK)
+    ferkit.train.fit(cfg, load_splits(cfg), tmp_path / "run", progress=False, log=quiet)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    best = load_file(str(tmp_path / "run" / "best.safetensors"))
+    assert isinstance(seen[0], torch.nn.Module) and all(m is seen[0] for m in seen)
+    assert int(state["ema"]["n_averaged"]) == 2 * math.ceil(7 * 30 / 32)  # one update per optimiser step
+    for name, tensor in best.items():
+        assert torch.equal(tensor, state["ema"]["module." + name]), name
+    moved = [k for k in best if best[k].is_floating_point() and not torch.equal(best[k], state["model"][k])]
+    assert moved, "the saved weights should be the average, not the last step's"
+
+
+def test_distillation_loss_is_zero_for_the_teacher_itself_and_scaled_by_t_squared():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    assert distillation_loss(logits, logits, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    other = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    p_t = torch.softmax(other / 2, 1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(logits / 2, 1))).sum(1).mean()
+    assert distillation_loss(logits, other, 2.0).item() == pytest.approx(4 * kl.item(), rel=1e-5)
+
+
+def test_distilling_from_a_teacher_pulls_the_model_towards_it(fer2013_small, tmp_path, model_file):
+    """The same run with pure distillation (weight 1) agrees with the teacher far more than with labels only."""
+    from ferkit.models import create_model
+    from ferkit.models.classifier import Classifier
+
+    images = load_dataset(fer2013_small).images[:300]
+    teacher = Classifier.load(model_file, device="cpu").predict_proba(images).argmax(1)
+
+    def agreement(weight: float) -> float:
+        cfg = TrainConfig(data=str(fer2013_small), epochs=6, teacher=str(model_file), distill_weight=weight,
+                          lr=3e-3, **QUICK)
+        fit(cfg, load_splits(cfg), tmp_path / f"w{weight}", progress=False, log=quiet)
+        state = torch.load(tmp_path / f"w{weight}" / "checkpoint.pt", weights_only=True)
+        model = create_model("seed_cnn", num_classes=7)
+        model.load_state_dict(state["model"])
+        info = ModelInfo("seed_cnn", list(CLASSES), mean=state["mean"], std=state["std"])
+        return float((Classifier(model, info, device="cpu").predict_proba(images).argmax(1) == teacher).mean())
+
+    distilled, labels_only = agreement(1.0), agreement(0.0)
+    assert distilled > labels_only + 0.2, (distilled, labels_only)
+
+
+def test_teacher_must_match_the_classes_and_size(fer2013_small, tmp_path):
+    from ferkit.models import create_model
+
+    odd = save_model(tmp_path / "five.safetensors", create_model("seed_cnn", num_classes=5),
+                     ModelInfo("seed_cnn", ["a", "b", "c", "d", "e"]))
+    cfg = TrainConfig(data=str(fer2013_small), epochs=1, teacher=str(odd), **QUICK)
+    with pytest.raises(ConfigError, match="teacher"):
+        train_run(cfg, tmp_path / "run", progress=False, log=quiet)
+    cfg = replace(cfg, teacher=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ConfigError, match="no such model file"):
+        train_run(cfg, tmp_path / "run2", progress=False, log=quiet)
+    lines = []
+    fit(replace(cfg, teacher="default"), load_splits(cfg), tmp_path / "run3", progress=False, log=lines.append)
+    assert "distilling from default" in lines[0]
+
+
 def test_cosine_schedule_with_warmup_and_extension_phase():
     cfg = TrainConfig(lr=1e-3, warmup_epochs=2, min_lr=1e-5)
     phase = {"start": 0, "end": 10, "lr": 1e-3}
@@ -116,6 +194,10 @@ def test_bad_config_is_refused():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ConfigError):
         TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+    with pytest.raises(ConfigError, match="distill"):
+        TrainConfig(distill_weight=1.5)
     with pytest.raises(FerkitError):
         train_run(TrainConfig(data=""), "unused", log=quiet)
 

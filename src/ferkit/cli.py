@@ -55,6 +55,13 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     p.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16"))
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument("--ema", type=float, default=d.ema_decay, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights (e.g. 0.999; 0 = off)")
+    k = p.add_argument_group("knowledge distillation")
+    k.add_argument("--teacher", default="", metavar="MODEL", help="a trained .safetensors model (or 'default') to learn from too")
+    k.add_argument("--distill-weight", type=float, default=d.distill_weight,
+                   help="share of the teacher term in the loss (0..1)")
+    k.add_argument("--distill-temperature", type=float, default=d.distill_temperature, help="softmax temperature")
     g = p.add_argument_group("augmentation")
     g.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
     g.add_argument("--rotation", type=float, default=a.rotation, help="max rotation in degrees")
@@ -92,7 +99,9 @@ def _train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, early_stopping=args.early_stopping,
         image_size=args.image_size, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-        seed=args.seed, device=args.device, precision=args.precision, threads=args.threads, augment=augment)
+        seed=args.seed, device=args.device, precision=args.precision, threads=args.threads, ema_decay=args.ema,
+        teacher=args.teacher, distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
+        augment=augment)
     from .models import create_model
     create_model(cfg.model)  # an unknown name fails here, before the data is read
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.model}-{Path(cfg.data).resolve().name}"

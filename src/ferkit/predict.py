@@ -9,26 +9,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from .data.images import ImageInput, load_image
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError
 from .faces import Detection, Detector, create_detector, crop_faces
 from .models.classifier import Classifier, resize_crops
+from .models.files import DEFAULT_MODEL_NAME, bundled_model_path
 
-DEFAULT_MODEL_NAME = "default.safetensors"
-
-
-def bundled_model_path() -> Path:
-    """The pretrained model shipped inside the package (see MODEL_CARD.md)."""
-    path = Path(str(resources.files("ferkit") / "pretrained" / DEFAULT_MODEL_NAME))
-    if not path.is_file():
-        raise ModelFileError(f"{path}: the bundled pretrained model is missing from this installation; "
-                             "pass a model file trained with `ferkit train` (model=RUN_DIR/best.safetensors)")
-    return path
+__all__ = ["DEFAULT_MODEL_NAME", "Face", "Prediction", "Recognizer", "bundled_model_path", "load_classifier"]
 
 
 @dataclass

@@ -4,8 +4,9 @@ A run directory holds everything about one training run:
     config.json        the TrainConfig
     splits.json        how the data was split and the class counts of each split
     history.json       one entry per epoch (loss, accuracy, learning rate, seconds)
-    checkpoint.pt      the last finished epoch (weights, optimiser, RNG), for --resume
-    best.safetensors   the weights of the epoch with the best validation accuracy (+ best.json)
+    checkpoint.pt      the last finished epoch (weights, optimiser, RNG, EMA), for --resume
+    best.safetensors   the weights of the epoch with the best validation accuracy (+ best.json);
+                       with ema_decay, the averaged weights (they are the ones validated)
 Evaluation and plots (`ferkit.evaluate`) add metrics.json, report.txt and plots/.
 """
 
@@ -31,7 +32,7 @@ from .errors import ConfigError, DataError, FerkitError, ModelFileError
 from .io import atomic_open, write_json
 from .models import create_model
 from .models.classifier import autocast, resolve_device, resolve_precision, to_input
-from .models.files import ModelInfo, save_model
+from .models.files import ModelInfo, bundled_model_path, load_model, save_model
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.safetensors"
@@ -63,6 +64,10 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16
     threads: int = 0  # 0 = all cores
+    ema_decay: float = 0.0  # keep an exponential moving average of the weights (e.g. 0.999); validate and save it
+    teacher: str = ""  # model file (or "default", the bundled one) whose predictions are a second target
+    distill_weight: float = 0.5  # loss = (1 - w) · cross-entropy(labels) + w · T² · KL(teacher ‖ model)
+    distill_temperature: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -77,6 +82,11 @@ class TrainConfig:
                               f"batch size {self.batch_size}, learning rate {self.lr:g})")
         if self.threads < 0:
             raise ConfigError(f"threads must be ≥ 0 (0 = all cores), got {self.threads}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 = no EMA), got {self.ema_decay:g}")
+        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise ConfigError(f"distill weight must be in [0, 1] and temperature > 0 (got {self.distill_weight:g}, "
+                              f"{self.distill_temperature:g})")
 
     @classmethod
     def from_dict(cls, raw: dict) -> TrainConfig:
@@ -157,6 +167,38 @@ def scheduled_lr(cfg: TrainConfig, epoch: int, phase: dict) -> float:
     span = max(1, end - start - warm)
     progress = (epoch - start - warm) / span
     return cfg.min_lr + (base - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Teacher:
+    """A trained model whose softened predictions on the same augmented batch are a second target."""
+
+    def __init__(self, path: str | Path, class_names: list[str], image_size: int, mean: float, std: float,
+                 device: torch.device) -> None:
+        try:
+            model, info = load_model(bundled_model_path() if str(path) == "default" else path, device=device)
+        except ModelFileError as exc:
+            raise ConfigError(f"teacher: {exc}") from None
+        if list(info.class_names) != list(class_names) or info.in_size != image_size or info.in_channels != 1:
+            raise ConfigError(f"{path}: the teacher predicts {info.class_names} from {info.in_size}px, but the data "
+                              f"has {list(class_names)} at {image_size}px; a teacher must match both")
+        self.model = model.eval()
+        if device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        # the model's inputs are (pixels - mean) / std; the teacher may have been trained with other statistics
+        self.scale, self.shift = std / info.std, (mean - info.mean) / info.std
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * self.scale + self.shift).float()
+
+
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(softmax(teacher / T) ‖ softmax(model / T)), Hinton et al.'s scaling keeps gradients comparable."""
+    t = temperature
+    return nn.functional.kl_div(torch.log_softmax(logits / t, 1), torch.log_softmax(teacher_logits / t, 1),
+                                reduction="batchmean", log_target=True) * t * t
 
 
 def _save_checkpoint(run_dir: Path, state: dict) -> None:
@@ -247,6 +289,9 @@ def fit(
     generator = torch.Generator().manual_seed(cfg.seed)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augment = Augmenter(cfg.augment)
+    ema = (torch.optim.swa_utils.AveragedModel(model, use_buffers=True,
+                                               multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay))
+           if cfg.ema_decay else None)
 
     train_images = torch.from_numpy(train_set.images).to(device)
     train_labels = torch.from_numpy(train_set.labels.astype(np.int64)).to(device)
@@ -265,6 +310,11 @@ def fit(
             stale.unlink(missing_ok=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            if not state.get("ema"):
+                raise ModelFileError(f"{run_dir / CHECKPOINT}: the run is configured with EMA but its checkpoint "
+                                     "holds no averaged weights")
+            ema.load_state_dict(state["ema"])
         if plateau is not None and state.get("plateau"):
             plateau.load_state_dict(state["plateau"])
         generator.set_state(state["generator"])
@@ -282,6 +332,9 @@ def fit(
         elif start_epoch >= cfg.epochs:
             log(f"run already has {start_epoch} epochs; pass a larger --epochs to extend it")
 
+    teacher = (Teacher(cfg.teacher, train_set.class_names, cfg.image_size, mean, std, device)
+               if cfg.teacher and cfg.distill_weight > 0 else None)
+    validated = ema.module if ema is not None else model
     info = ModelInfo(model_name=cfg.model, class_names=list(train_set.class_names), in_size=cfg.image_size,
                      mean=mean, std=std)
     write_json(run_dir / "config.json", asdict(cfg))
@@ -289,7 +342,10 @@ def fit(
     if not resume:
         log(f"{cfg.model}: {sum(p.numel() for p in model.parameters()):,} parameters; {splits.description}; "
             f"train {len(train_set)}, val {len(val_set)}" + (f", test {len(splits.test)}" if splits.test else "")
-            + f"; device {device.type}, precision {precision}, {torch.get_num_threads()} threads")
+            + f"; device {device.type}, precision {precision}, {torch.get_num_threads()} threads"
+            + (f"; EMA {cfg.ema_decay:g}" if ema is not None else "")
+            + (f"; distilling from {cfg.teacher} (weight {cfg.distill_weight:g}, T {cfg.distill_temperature:g})"
+               if teacher is not None else ""))
 
     phase = phases[-1]
     n = len(train_images)
@@ -318,9 +374,14 @@ def fit(
                 with autocast(device, precision):
                     logits = model(x)
                     loss = criterion(logits.float(), y)
+                    if teacher is not None:
+                        soft = distillation_loss(logits.float(), teacher.logits(x), cfg.distill_temperature)
+                        loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
         except KeyboardInterrupt:
@@ -331,7 +392,7 @@ def fit(
                 f"Resume with: ferkit train --resume {run_dir}") from None
         bar.close()
         train_seconds = time.perf_counter() - t0
-        val_loss, val_acc = evaluate_loss_acc(model, val_images, val_labels, mean, std, device, precision)
+        val_loss, val_acc = evaluate_loss_acc(validated, val_images, val_labels, mean, std, device, precision)
         if plateau is not None:
             plateau.step(val_loss)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
@@ -342,12 +403,13 @@ def fit(
         if improved:
             best = {"val_acc": val_acc, "epoch": epoch + 1, "since": 0}
             info.metrics = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch + 1}
-            save_model(run_dir / BEST, model, info)
+            save_model(run_dir / BEST, validated, info)
         else:
             best["since"] += 1
         _save_checkpoint(run_dir, {
             "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "plateau": plateau.state_dict() if plateau is not None else None,
+            "ema": ema.state_dict() if ema is not None else None,
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
             "history": history, "phases": phases, "best": best, "mean": mean, "std": std,
         })

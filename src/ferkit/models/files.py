@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from ..io import write_bytes, write_json
 from .registry import create_model
 
 FORMAT_VERSION = 1
+DEFAULT_MODEL_NAME = "default.safetensors"
 
 
 @dataclass
@@ -37,6 +39,15 @@ class ModelInfo:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+def bundled_model_path() -> Path:
+    """The pretrained model shipped inside the package (see MODEL_CARD.md)."""
+    path = Path(str(resources.files("ferkit") / "pretrained" / DEFAULT_MODEL_NAME))
+    if not path.is_file():
+        raise ModelFileError(f"{path}: the bundled pretrained model is missing from this installation; "
+                             "pass a model file trained with `ferkit train` (model=RUN_DIR/best.safetensors)")
+    return path
 
 
 def sidecar_path(path: str | Path) -> Path:
