@@ -33,6 +33,16 @@ class Detection:
         x1, y1, x2, y2 = self.box
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
+    def square(self, margin: float = 0.0) -> Detection:
+        """The same face with its box made square: side max(w, h) · (1 + margin), same centre.
+
+        margin 0 gives the shape of square face labels (ExpW, many crop datasets); the default crop
+        margin (0.2) gives the region `crop_face` classifies.
+        """
+        x1, y1, x2, y2 = self.box
+        cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * (1 + margin) / 2
+        return Detection((cx - half, cy - half, cx + half, cy + half), self.score, self.landmarks)
+
 
 class Detector(ABC):
     """A face detector. Subclasses set `name` and implement `detect`."""
