@@ -38,6 +38,7 @@ def test_private_test_accuracy_matches_the_model_card(sidecar, private_test):
     """Re-measures what MODEL_CARD.md reports, with both inference engines."""
     assert len(private_test) == 3589 and set(private_test.usage) == {"PrivateTest"}
     recorded = sidecar["metrics"]["private_test_accuracy"]
+    assert recorded >= 0.68, "the bundled default must meet issue #4's goal of 68 % on PrivateTest"
     torch_result = evaluate(Classifier.load(bundled_model_path(), device="cpu"), private_test)
     onnx_result = evaluate(OnnxClassifier.load(bundled_model_path()), private_test)
     assert torch_result.accuracy == pytest.approx(recorded, abs=1e-3)
@@ -48,7 +49,7 @@ def test_private_test_accuracy_matches_the_model_card(sidecar, private_test):
 def test_recognizer_defaults_to_bundled_model(photos_dir):
     faces = Recognizer().detect(photos_dir / "angry_man.jpg")
     assert len(faces) == 1
-    assert faces[0].label in ("angry", "disgust", "fear", "sad", "surprise", "neutral", "happy")
+    assert faces[0].label == "angry"  # the photo's label (photos/README.md)
     assert sum(faces[0].probs.values()) == pytest.approx(1.0, abs=1e-4)
 
 
