@@ -10,6 +10,9 @@ Prints, per detector: labelled faces found (one-to-one matching at IoU >= min-io
   crops    the square regions `crop_face` cuts (margin 0.2), i.e. what ferkit classifies;
 then the number of detections (extra ones are not errors: the photos hold unlabelled faces), and
 the mean and median ms per image (the first image, which pays one-off start-up costs, is left out).
+A second line compares label and box shapes: over the labelled faces that some detection overlaps
+at all, the median of label width / box width and label height / box height for the best-overlapping
+box. --show-missed lists the faces not found on raw boxes with their best IoU, raw and squared.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ferkit.data.images import load_image  # noqa: E402
 from ferkit.errors import FerkitError  # noqa: E402
-from ferkit.faces import create_detector, list_detectors, match_faces  # noqa: E402
+from ferkit.faces import box_iou, create_detector, list_detectors, match_faces  # noqa: E402
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
@@ -45,7 +48,7 @@ def load_annotations(expw_dir: Path) -> dict[str, np.ndarray]:
 
 def evaluate(detector_name: str, expw_dir: Path, min_iou: float, show_missed: bool) -> None:
     detector = create_detector(detector_name)
-    found, square_found, crop_found, detections, times, missed = 0, 0, 0, 0, [], []
+    found, square_found, crop_found, detections, times, missed, ratios = 0, 0, 0, 0, [], [], []
     truth = load_annotations(expw_dir)
     for name, boxes in sorted(truth.items()):
         image = load_image(expw_dir / name)
@@ -57,7 +60,19 @@ def evaluate(detector_name: str, expw_dir: Path, min_iou: float, show_missed: bo
         square_found += int(match_faces(boxes, [f.square() for f in faces], min_iou).sum())
         crop_found += int(match_faces(boxes, [f.square(0.2) for f in faces], min_iou).sum())
         detections += len(faces)
-        missed += [f"{name} {box.astype(int).tolist()}" for box in boxes[~hit]]
+        if faces:
+            iou = box_iou(boxes, np.array([f.box for f in faces]))
+            square_iou = box_iou(boxes, np.array([f.square().box for f in faces]))
+        else:
+            iou = square_iou = np.zeros((len(boxes), 1))
+        for i, label in enumerate(boxes):
+            best = int(iou[i].argmax())
+            if iou[i, best] > 0:
+                x1, y1, x2, y2 = faces[best].box
+                ratios.append(((label[2] - label[0]) / (x2 - x1), (label[3] - label[1]) / (y2 - y1)))
+            if not hit[i]:
+                missed.append(f"{name} {label.astype(int).tolist()}  best IoU: box {iou[i].max():.2f}, "
+                              f"square {square_iou[i].max():.2f}")
     total = sum(len(b) for b in truth.values())
     ms = 1000 * np.array(times[1:] or times)
     print(
@@ -66,6 +81,9 @@ def evaluate(detector_name: str, expw_dir: Path, min_iou: float, show_missed: bo
         f"crops {crop_found}/{total} = {crop_found / total:.3f}   detections: {detections}   "
         f"ms/image: mean {ms.mean():.0f}, median {np.median(ms):.0f}"
     )
+    width, height = np.median(np.array(ratios), axis=0) if ratios else (float("nan"), float("nan"))
+    print(f"       {len(ratios)}/{total} labelled faces overlapped by a detection; label/box median "
+          f"width {width:.2f}, height {height:.2f}")
     for line in missed if show_missed else []:
         print(f"       missed {line}")
 

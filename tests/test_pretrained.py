@@ -12,8 +12,8 @@ from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.evaluate import evaluate
 from ferkit.models.classifier import Classifier
+from ferkit.models.files import bundled_model_path
 from ferkit.onnx_backend import OnnxClassifier
-from ferkit.predict import bundled_model_path
 from ferkit.train import make_splits
 
 

@@ -402,8 +402,8 @@ def _add_export(sub) -> None:
 
 @_command("export")
 def _export(args: argparse.Namespace) -> int:
+    from .models.files import bundled_model_path
     from .onnx_backend import export_onnx
-    from .predict import bundled_model_path
 
     source = Path(args.model) if args.model else bundled_model_path()
     if source.is_dir():

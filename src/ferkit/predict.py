@@ -17,9 +17,7 @@ from .data.images import ImageInput, load_image
 from .errors import ConfigError
 from .faces import Detection, Detector, create_detector, crop_faces
 from .models.classifier import Classifier, resize_crops
-from .models.files import DEFAULT_MODEL_NAME, bundled_model_path
-
-__all__ = ["DEFAULT_MODEL_NAME", "Face", "Prediction", "Recognizer", "bundled_model_path", "load_classifier"]
+from .models.files import bundled_model_path
 
 
 @dataclass

@@ -372,10 +372,10 @@ def fit(
                 if device.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(device, precision):
-                    logits = model(x)
-                    loss = criterion(logits.float(), y)
+                    logits = model(x).float()
+                    loss = criterion(logits, y)
                     if teacher is not None:
-                        soft = distillation_loss(logits.float(), teacher.logits(x), cfg.distill_temperature)
+                        soft = distillation_loss(logits, teacher.logits(x), cfg.distill_temperature)
                         loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
