@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ferkit.io import write_bytes, write_json
+from ferkit.atomic import write_bytes, write_json
 from ferkit.models.files import DEFAULT_MODEL_NAME, load_model, read_info
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "pretrained"

@@ -43,7 +43,9 @@ import pytest
 import torch
 from PIL import Image
 
+from ferkit.atomic import write_bytes, write_json, write_text
 from ferkit.cli import build_parser, main
+from ferkit.config import TrainConfig
 from ferkit.data import load_dataset
 from ferkit.data.images import MAX_PIXELS, load_image
 from ferkit.errors import (
@@ -57,12 +59,11 @@ from ferkit.errors import (
 )
 from ferkit.evaluate import align_labels
 from ferkit.experiment import read_config, train_run
-from ferkit.io import write_bytes, write_json, write_text
 from ferkit.models import create_model
 from ferkit.models.files import ModelInfo, load_model, save_model
 from ferkit.onnx_backend import OnnxClassifier
 from ferkit.predict import Recognizer
-from ferkit.train import CHECKPOINT, TrainConfig, load_checkpoint
+from ferkit.train import CHECKPOINT, load_checkpoint
 from ferkit.video import open_video, process_video
 
 GOOD_ROW = " ".join(["7"] * 2304)

@@ -10,11 +10,11 @@ import pytest
 from ferkit import Recognizer
 from ferkit.cli import main
 from ferkit.data import load_dataset
+from ferkit.data.splits import make_splits
 from ferkit.evaluate import evaluate
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import bundled_model_path
 from ferkit.onnx_backend import OnnxClassifier
-from ferkit.train import make_splits
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ferkit.config import TrainConfig
 from ferkit.data import load_dataset
+from ferkit.data.splits import make_splits
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.experiment import load_splits, resume_run, train_run
 from ferkit.models.files import ModelInfo, save_model
-from ferkit.train import TrainConfig, distillation_loss, fit, make_splits, scheduled_lr
+from ferkit.train import distillation_loss, fit, scheduled_lr
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 QUICK = dict(model="seed_cnn", batch_size=32, precision="fp32", threads=2, seed=3)

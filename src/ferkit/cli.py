@@ -25,8 +25,8 @@ def _command(name: str):
 
 def _add_train(sub) -> None:
     from .augment import AugmentConfig
+    from .config import TrainConfig
     from .data import FORMATS
-    from .train import TrainConfig
 
     d, a = TrainConfig(), AugmentConfig()
     p = sub.add_parser("train", help="train a CNN on a dataset and write a run directory with its report",
@@ -76,8 +76,8 @@ def _add_train(sub) -> None:
 @_command("train")
 def _train(args: argparse.Namespace) -> int:
     from .augment import AugmentConfig
+    from .config import TrainConfig
     from .experiment import resume_run, train_run
-    from .train import TrainConfig
 
     progress = False if args.no_progress else None
     if args.resume:
@@ -142,11 +142,11 @@ def _add_evaluate(sub) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from .config import TrainConfig
     from .data import load_dataset
     from .evaluate import evaluate, write_reports
     from .experiment import load_splits, read_config
     from .predict import load_classifier
-    from .train import TrainConfig
 
     if args.run:
         cfg = read_config(args.run)
@@ -228,7 +228,7 @@ def _add_crop(sub) -> None:
 
 @_command("crop")
 def _crop(args: argparse.Namespace) -> int:
-    from .preprocess import crop_dataset
+    from .faces.crop_dataset import crop_dataset
 
     stats = crop_dataset(args.source, args.target, args.detector, args.size, args.margin, args.align,
                          args.skip_no_face, progress=False if args.no_progress else None)
@@ -294,9 +294,9 @@ def _predict(args: argparse.Namespace) -> int:
     import io
     import json
 
+    from .atomic import write_text
     from .data.images import load_image
     from .draw import save_annotated
-    from .io import write_text
 
     files = _expand_inputs(args.inputs, args.recursive)
     recognizer = _recognizer(args)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .io import write_bytes
+from .atomic import write_bytes
 from .predict import Face
 
 # One colour per canonical class (RGB), so a label looks the same in every picture.

@@ -9,9 +9,9 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from . import plots
+from .atomic import write_json, write_text
 from .data.dataset import FaceDataset
 from .errors import ModelFileError
-from .io import write_json, write_text
 from .models.classifier import Classifier
 
 

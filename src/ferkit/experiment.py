@@ -7,27 +7,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
+from .config import TrainConfig
 from .data import load_dataset
-from .data.dataset import FaceDataset
+from .data.splits import Splits, cap_per_class, make_splits
 from .errors import ConfigError
 from .evaluate import Evaluation, evaluate, write_reports
 from .models.classifier import Classifier
-from .train import BEST, Splits, TrainConfig, fit, make_splits
-
-
-def cap_per_class(data: FaceDataset, limit: int, seed: int = 0) -> FaceDataset:
-    """At most `limit` images per (class, usage) pair, chosen at random: for quick runs and smoke tests."""
-    if not limit:
-        return data
-    rng = np.random.default_rng(seed)
-    usage = data.usage if data.usage is not None else np.zeros(len(data), dtype=object)
-    keep = []
-    for key in sorted({(int(label), str(u)) for label, u in zip(data.labels, usage)}):
-        idx = np.flatnonzero((data.labels == key[0]) & (usage.astype(str) == key[1]))
-        keep.append(rng.choice(idx, size=min(limit, len(idx)), replace=False))
-    return data.subset(np.sort(np.concatenate(keep)))
+from .train import BEST, fit
 
 
 def load_splits(cfg: TrainConfig) -> Splits:

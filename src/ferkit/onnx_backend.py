@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_bytes
 from .errors import ModelFileError
-from .io import write_bytes
 from .models.classifier import resize_crops
 from .models.files import ModelInfo, load_model
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import write_bytes  # noqa: E402
+from .atomic import write_bytes  # noqa: E402
 
 
 def save_figure(fig, path: str | Path) -> Path:

@@ -17,7 +17,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,122 +25,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .augment import AugmentConfig, Augmenter
-from .data.dataset import PRIVATE_TEST, PUBLIC_TEST, TRAINING, FaceDataset
-from .data.splits import group_split, stratified_split
+from .atomic import atomic_open, write_json
+from .augment import Augmenter
+from .config import TrainConfig
+from .data.splits import Splits
 from .errors import ConfigError, DataError, FerkitError, ModelFileError
-from .io import atomic_open, write_json
 from .models import create_model
 from .models.classifier import autocast, resolve_device, resolve_precision, to_input
 from .models.files import ModelInfo, bundled_model_path, load_model, save_model
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.safetensors"
-
-
-@dataclass
-class TrainConfig:
-    data: str = ""  # dataset path, recorded so that --resume and evaluate find it again
-    data_format: str = "auto"
-    max_per_class: int = 0  # keep at most this many images per class and split (quick runs); 0 = all
-    model: str = "seed_cnn"
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    label_smoothing: float = 0.0
-    scheduler: str = "cosine"  # cosine | plateau | none
-    warmup_epochs: int = 0
-    min_lr: float = 0.0
-    plateau_factor: float = 0.5
-    plateau_patience: int = 3
-    early_stopping: int = 0  # stop after this many epochs without a better val accuracy; 0 = never
-    image_size: int = 48
-    val_fraction: float = 0.1  # used only when the data brings no validation split of its own
-    test_fraction: float = 0.2  # used only when the data brings no test split of its own
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16
-    threads: int = 0  # 0 = all cores
-    ema_decay: float = 0.0  # keep an exponential moving average of the weights (e.g. 0.999); validate and save it
-    teacher: str = ""  # model file (or "default", the bundled one) whose predictions are a second target
-    distill_weight: float = 0.5  # loss = (1 - w) · cross-entropy(labels) + w · T² · KL(teacher ‖ model)
-    distill_temperature: float = 1.0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.augment, dict):
-            self.augment = AugmentConfig(**self.augment)
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; use adam, adamw or sgd")
-        if self.scheduler not in ("cosine", "plateau", "none"):
-            raise ConfigError(f"unknown scheduler {self.scheduler!r}; use cosine, plateau or none")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError(f"epochs and batch size must be ≥ 1 and the learning rate > 0 (got epochs {self.epochs}, "
-                              f"batch size {self.batch_size}, learning rate {self.lr:g})")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be ≥ 0 (0 = all cores), got {self.threads}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1) (0 = no EMA), got {self.ema_decay:g}")
-        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
-            raise ConfigError(f"distill weight must be in [0, 1] and temperature > 0 (got {self.distill_weight:g}, "
-                              f"{self.distill_temperature:g})")
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
-
-
-@dataclass
-class Splits:
-    train: FaceDataset
-    val: FaceDataset
-    test: FaceDataset | None
-    description: str
-
-    def summary(self) -> dict:
-        parts = {"train": self.train, "val": self.val, "test": self.test}
-        return {"description": self.description, "class_names": self.train.class_names,
-                **{k: {"size": len(v), "counts": v.class_counts()} for k, v in parts.items() if v is not None}}
-
-
-def make_splits(data: FaceDataset, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Splits:
-    """The honest split for each kind of dataset.
-
-    FER2013 (usages): train on Training, select on PublicTest, report PrivateTest.
-    train/validation[/test] folders: validation selects; test reports (or, without a test folder,
-    validation reports and a stratified slice of train selects).
-    Grouped data (CK+ subjects): subject-independent test and validation splits.
-    Otherwise: stratified test and validation splits.
-    """
-    usage = set(np.unique(data.usage)) if data.usage is not None else set()
-    if {TRAINING, PUBLIC_TEST, PRIVATE_TEST} <= usage:
-        return Splits(data.where_usage(TRAINING), data.where_usage(PUBLIC_TEST), data.where_usage(PRIVATE_TEST),
-                      "train on Training, select on PublicTest, report PrivateTest")
-    if "train" in usage and ("validation" in usage or "test" in usage):
-        train = data.where_usage("train")
-        if "validation" in usage and "test" in usage:
-            return Splits(train, data.where_usage("validation"), data.where_usage("test"),
-                          "train on train/, select on validation/, report test/")
-        held_out = "validation" if "validation" in usage else "test"
-        tr, va = stratified_split(train.labels, val_fraction, seed)
-        return Splits(train.subset(tr), train.subset(va), data.where_usage(held_out),
-                      f"train on train/ minus a stratified {val_fraction:.0%} for selection, report {held_out}/")
-    if data.groups is not None:
-        rest, te = group_split(data.labels, data.groups, test_fraction, seed)
-        rest_data = data.subset(rest)
-        tr, va = group_split(rest_data.labels, rest_data.groups, val_fraction / (1 - test_fraction), seed + 1)
-        return Splits(rest_data.subset(tr), rest_data.subset(va), data.subset(te),
-                      f"subject-independent split: {test_fraction:.0%} of subjects report, "
-                      f"{val_fraction:.0%} select, the rest train")
-    rest, te = stratified_split(data.labels, test_fraction, seed)
-    rest_data = data.subset(rest)
-    tr, va = stratified_split(rest_data.labels, val_fraction / (1 - test_fraction), seed + 1)
-    return Splits(rest_data.subset(tr), rest_data.subset(va), data.subset(te),
-                  f"stratified split: {test_fraction:.0%} report, {val_fraction:.0%} select, the rest train")
 
 
 class TrainingInterrupted(FerkitError):

@@ -18,10 +18,10 @@ import numpy as np
 from tqdm import tqdm
 
 from . import plots
+from .atomic import atomic_temp_path, commit_temp_path
 from .draw import annotate
 from .errors import ConfigError, OutputError, VideoError
 from .faces.detector import box_iou
-from .io import atomic_temp_path, commit_temp_path
 from .predict import Face, Recognizer
 
 # FFmpeg (inside OpenCV) prints its own complaints about a damaged file ("moov atom not found") straight to

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_open
 from ..errors import OutputError
-from ..io import atomic_open
 from .dataset import FaceDataset
 from .folders import FileEntry
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_open
 from ..errors import DataError
-from ..io import atomic_open
 from .dataset import FaceDataset
 from .folders import find_layout, layout_dataset, scan_folder
 

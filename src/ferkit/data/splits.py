@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
+from .dataset import PRIVATE_TEST, PUBLIC_TEST, TRAINING, FaceDataset
 
 
 def _check_fraction(val_fraction: float) -> None:
@@ -53,3 +55,65 @@ def group_split(
     _check_fraction(val_fraction)
     k = max(2, round(1 / val_fraction))
     return group_kfold(labels, groups, min(k, len(np.unique(np.asarray(groups)))), seed)[0]
+
+
+@dataclass
+class Splits:
+    train: FaceDataset
+    val: FaceDataset
+    test: FaceDataset | None
+    description: str
+
+    def summary(self) -> dict:
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        return {"description": self.description, "class_names": self.train.class_names,
+                **{k: {"size": len(v), "counts": v.class_counts()} for k, v in parts.items() if v is not None}}
+
+
+def make_splits(data: FaceDataset, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Splits:
+    """The honest split for each kind of dataset.
+
+    FER2013 (usages): train on Training, select on PublicTest, report PrivateTest.
+    train/validation[/test] folders: validation selects; test reports (or, without a test folder,
+    validation reports and a stratified slice of train selects).
+    Grouped data (CK+ subjects): subject-independent test and validation splits.
+    Otherwise: stratified test and validation splits.
+    """
+    usage = set(np.unique(data.usage)) if data.usage is not None else set()
+    if {TRAINING, PUBLIC_TEST, PRIVATE_TEST} <= usage:
+        return Splits(data.where_usage(TRAINING), data.where_usage(PUBLIC_TEST), data.where_usage(PRIVATE_TEST),
+                      "train on Training, select on PublicTest, report PrivateTest")
+    if "train" in usage and ("validation" in usage or "test" in usage):
+        train = data.where_usage("train")
+        if "validation" in usage and "test" in usage:
+            return Splits(train, data.where_usage("validation"), data.where_usage("test"),
+                          "train on train/, select on validation/, report test/")
+        held_out = "validation" if "validation" in usage else "test"
+        tr, va = stratified_split(train.labels, val_fraction, seed)
+        return Splits(train.subset(tr), train.subset(va), data.where_usage(held_out),
+                      f"train on train/ minus a stratified {val_fraction:.0%} for selection, report {held_out}/")
+    if data.groups is not None:
+        rest, te = group_split(data.labels, data.groups, test_fraction, seed)
+        rest_data = data.subset(rest)
+        tr, va = group_split(rest_data.labels, rest_data.groups, val_fraction / (1 - test_fraction), seed + 1)
+        return Splits(rest_data.subset(tr), rest_data.subset(va), data.subset(te),
+                      f"subject-independent split: {test_fraction:.0%} of subjects report, "
+                      f"{val_fraction:.0%} select, the rest train")
+    rest, te = stratified_split(data.labels, test_fraction, seed)
+    rest_data = data.subset(rest)
+    tr, va = stratified_split(rest_data.labels, val_fraction / (1 - test_fraction), seed + 1)
+    return Splits(rest_data.subset(tr), rest_data.subset(va), data.subset(te),
+                  f"stratified split: {test_fraction:.0%} report, {val_fraction:.0%} select, the rest train")
+
+
+def cap_per_class(data: FaceDataset, limit: int, seed: int = 0) -> FaceDataset:
+    """At most `limit` images per (class, usage) pair, chosen at random: for quick runs and smoke tests."""
+    if not limit:
+        return data
+    rng = np.random.default_rng(seed)
+    usage = data.usage if data.usage is not None else np.zeros(len(data), dtype=object)
+    keep = []
+    for key in sorted({(int(label), str(u)) for label, u in zip(data.labels, usage)}):
+        idx = np.flatnonzero((data.labels == key[0]) & (usage.astype(str) == key[1]))
+        keep.append(rng.choice(idx, size=min(limit, len(idx)), replace=False))
+    return data.subset(np.sort(np.concatenate(keep)))

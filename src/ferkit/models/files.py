@@ -15,8 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from ..atomic import write_bytes, write_json
 from ..errors import ModelFileError
-from ..io import write_bytes, write_json
 from .registry import create_model
 
 FORMAT_VERSION = 1

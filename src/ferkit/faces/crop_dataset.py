@@ -17,11 +17,12 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from .data import IMAGE_EXTENSIONS
-from .data.images import load_image
-from .errors import DataError, FerkitError
-from .faces import Detector, create_detector, detect_and_crop
-from .io import write_bytes
+from ..atomic import write_bytes
+from ..data import IMAGE_EXTENSIONS
+from ..data.images import load_image
+from ..errors import DataError, FerkitError
+from .crop import detect_and_crop
+from .detector import Detector, create_detector
 
 
 @dataclass

@@ -11,7 +11,7 @@ from PIL import Image
 from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.errors import DataError
-from ferkit.preprocess import crop_dataset
+from ferkit.faces.crop_dataset import crop_dataset
 
 
 @pytest.fixture
