@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .options import option
 
 Range = float | tuple[float, float]
 
@@ -46,15 +47,16 @@ class AugmentConfig:
     "reflection" or "zeros".
     """
 
-    rotation: Range = 10.0
-    width_shift: Range = 0.1
-    height_shift: Range = 0.1
-    shear: Range = 0.0
-    zoom: Range = 0.1
-    horizontal_flip: bool = True
-    erasing: float = 0.0
-    erasing_fill: str = "noise"
-    fill_mode: str = "nearest"
+    rotation: Range = option(10.0, "max rotation in degrees")
+    width_shift: Range = option(0.1, "max horizontal shift (fraction of the width)")
+    height_shift: Range = option(0.1, "max vertical shift (fraction of the height)")
+    shear: Range = option(0.0, "max shear in degrees")
+    zoom: Range = option(0.1, "max zoom (fraction)")
+    horizontal_flip: bool = option(True, "mirror half of the images", flag="--flip")
+    erasing: float = option(0.0, "probability of random erasing")
+    erasing_fill: str = option("noise", "what fills an erased rectangle", choices=("noise", "zero"))
+    fill_mode: str = option("nearest", "what shows outside the image after a transform",
+                            choices=("nearest", "reflection", "zeros"))
 
     def __post_init__(self) -> None:
         for name in ("rotation", "width_shift", "height_shift", "shear", "zoom"):

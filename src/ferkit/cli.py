@@ -24,85 +24,62 @@ def _command(name: str):
 # ---------------------------------------------------------------- train / evaluate / summary
 
 def _add_train(sub) -> None:
-    from .augment import AugmentConfig
     from .config import TrainConfig
-    from .data import FORMATS
+    from .options import add_arguments
 
-    d, a = TrainConfig(), AugmentConfig()
     p = sub.add_parser("train", help="train a CNN on a dataset and write a run directory with its report",
                        description="Train a model. With FER2013 it trains on Training, selects the best epoch on "
-                       "PublicTest and reports PrivateTest; CK+ gets a subject-independent split.")
-    p.add_argument("--data", help="dataset folder, CSV or .npz pack (required unless --resume)")
-    p.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="dataset layout (default: detect)")
-    p.add_argument("--model", default=d.model, help=f"architecture (default {d.model}; see `ferkit models`)")
+                       "PublicTest and reports PrivateTest; CK+ gets a subject-independent split. Options come "
+                       "from the defaults, then --config, then the flags given.")
+    p.add_argument("--config", metavar="RECIPE", help="a YAML or JSON recipe of options (e.g. configs/default.yaml "
+                   "or a run's config.json); flags override it")
+    p.add_argument("--print-config", action="store_true", help="print the resulting recipe as YAML and exit")
     p.add_argument("--out", help="run directory (default runs/<model>-<data name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run, or extend it with --epochs/--lr")
-    p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs}; with --resume: extend to this many)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, help=f"learning rate (default {d.lr:g}; with --resume: lr of the extension)")
-    p.add_argument("--optimizer", default=d.optimizer, choices=("adam", "adamw", "sgd"))
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--scheduler", default=d.scheduler, choices=("cosine", "plateau", "none"))
-    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    p.add_argument("--early-stopping", type=int, default=d.early_stopping, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better validation accuracy (0 = off)")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="input size in pixels (48 or 64)")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    p.add_argument("--max-per-class", type=int, default=0, help="cap images per class and split (quick runs)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    p.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16"))
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
-    p.add_argument("--ema", type=float, default=d.ema_decay, metavar="DECAY",
-                   help="validate and save an exponential moving average of the weights (e.g. 0.999; 0 = off)")
-    k = p.add_argument_group("knowledge distillation")
-    k.add_argument("--teacher", default="", metavar="MODEL", help="a trained .safetensors model (or 'default') to learn from too")
-    k.add_argument("--distill-weight", type=float, default=d.distill_weight,
-                   help="share of the teacher term in the loss (0..1)")
-    k.add_argument("--distill-temperature", type=float, default=d.distill_temperature, help="softmax temperature")
-    g = p.add_argument_group("augmentation")
-    g.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
-    g.add_argument("--rotation", type=float, default=a.rotation, help="max rotation in degrees")
-    g.add_argument("--shift", type=float, default=a.width_shift, help="max width/height shift (fraction)")
-    g.add_argument("--shear", type=float, default=a.shear, help="max shear in degrees")
-    g.add_argument("--zoom", type=float, default=a.zoom, help="max zoom (fraction)")
-    g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
-    g.add_argument("--erasing", type=float, default=a.erasing, help="probability of random erasing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_arguments(p, TrainConfig)
+    g = next(group for group in p._action_groups if group.title == "augmentation")
+    g.add_argument("--shift", type=float, default=argparse.SUPPRESS,
+                   help="max width and height shift (fraction): sets both --width-shift and --height-shift")
+    g.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
+
+
+def train_config(args: argparse.Namespace):
+    """The TrainConfig of a `ferkit train` command line: defaults < --config file < flags."""
+    from .config import TrainConfig, load_recipe
+    from .options import build, given, merge
+
+    flags = given(args, TrainConfig)
+    if getattr(args, "shift", None) is not None:
+        flags = merge({"augment": {"width_shift": args.shift, "height_shift": args.shift}}, flags)
+    if args.no_augment:
+        flags["augment"] = {"rotation": 0.0, "width_shift": 0.0, "height_shift": 0.0, "shear": 0.0, "zoom": 0.0,
+                            "horizontal_flip": False, "erasing": 0.0}
+    return load_recipe(args.config, flags) if args.config else build(TrainConfig, flags, where="ferkit train")
 
 
 @_command("train")
 def _train(args: argparse.Namespace) -> int:
-    from .augment import AugmentConfig
-    from .config import TrainConfig
     from .experiment import resume_run, train_run
+    from .models import create_model
 
     progress = False if args.no_progress else None
     if args.resume:
+        _warn_ignored_on_resume(args)
         try:
-            resume_run(args.resume, epochs=args.epochs, lr=args.lr, progress=progress)
+            resume_run(args.resume, epochs=getattr(args, "epochs", None), lr=getattr(args, "lr", None),
+                       progress=progress)
         except KeyboardInterrupt:
             raise _interrupted(Path(args.resume)) from None
         return 0
-    if not args.data:
-        raise FerkitError("train needs --data PATH (or --resume RUN_DIR)")
-    augment = AugmentConfig(rotation=0, width_shift=0, height_shift=0, shear=0, zoom=0, horizontal_flip=False,
-                            erasing=0) if args.no_augment else AugmentConfig(
-        rotation=args.rotation, width_shift=args.shift, height_shift=args.shift, shear=args.shear, zoom=args.zoom,
-        horizontal_flip=not args.no_flip, erasing=args.erasing)
-    cfg = TrainConfig(
-        data=str(args.data), data_format=args.format, max_per_class=args.max_per_class, model=args.model,
-        epochs=TrainConfig.epochs if args.epochs is None else args.epochs, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=TrainConfig.lr if args.lr is None else args.lr,  # --epochs 0 is refused
-        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, early_stopping=args.early_stopping,
-        image_size=args.image_size, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-        seed=args.seed, device=args.device, precision=args.precision, threads=args.threads, ema_decay=args.ema,
-        teacher=args.teacher, distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-        augment=augment)
-    from .models import create_model
+    cfg = train_config(args)
+    if args.print_config:
+        from .options import recipe_text
+
+        print(recipe_text(cfg), end="")
+        return 0
+    if not cfg.data:
+        raise FerkitError("train needs --data PATH (or --resume RUN_DIR, or a --config recipe naming the data)")
     create_model(cfg.model)  # an unknown name fails here, before the data is read
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.model}-{Path(cfg.data).resolve().name}"
     if (out / "checkpoint.pt").exists():
@@ -112,6 +89,23 @@ def _train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # outside the batch loop (validation, checkpoint, report): the same advice
         raise _interrupted(out) from None
     return 0
+
+
+def _warn_ignored_on_resume(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from .config import TrainConfig
+    from .options import flag_of, given
+
+    flags = {f.name: flag_of(f) for f in fields(TrainConfig)} | {"augment": "the augmentation options"}
+    ignored = [flags[name] for name in given(args, TrainConfig) if name not in ("epochs", "lr")]
+    if args.config:
+        ignored.append("--config")
+    if args.no_augment or getattr(args, "shift", None) is not None:
+        ignored.append("the augmentation options")
+    if ignored:
+        warnings.warn(f"--resume keeps the run's own config.json; only --epochs and --lr change it "
+                      f"(ignored: {', '.join(dict.fromkeys(ignored))})", stacklevel=1)
 
 
 def _interrupted(run_dir: Path) -> FerkitError:
