@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ferkit.data import load_dataset
 
-DATASETS = Path(os.environ.get("FERKIT_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATASETS = Path(os.environ.get("FERKIT_DATASETS",
+                               Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Face detection recall on the 90 labelled faces of the ExpW photos ($FERKIT_DATASETS/photos/expw).
 
-    .venv/bin/python benchmarks/detection_recall.py [--detector mtcnn|haar] [--min-iou 0.4] [--show-missed] [--threads N]
+    .venv/bin/python benchmarks/detection_recall.py [--detector mtcnn|haar] [--min-iou 0.4] [--show-missed]
+        [--threads N]
 
 Prints, per detector: labelled faces found (one-to-one matching at IoU >= min-iou) three ways:
   boxes    the detector's own boxes;
@@ -34,7 +35,8 @@ from ferkit.data.images import load_image  # noqa: E402
 from ferkit.errors import FerkitError  # noqa: E402
 from ferkit.faces import box_iou, create_detector, list_detectors, match_faces  # noqa: E402
 
-DATASETS = Path(os.environ.get("FERKIT_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATASETS = Path(os.environ.get("FERKIT_DATASETS",
+                               Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 def load_annotations(expw_dir: Path) -> dict[str, np.ndarray]:

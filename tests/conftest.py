@@ -10,7 +10,8 @@ import torch
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-DATASETS = Path(os.environ.get("FERKIT_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+DATASETS = Path(os.environ.get("FERKIT_DATASETS",
+                               Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
 
 
 def _require(path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""One training config: flags generated from TrainConfig, recipe files, and the round trip flags → file → flags."""
+"""One training config: flags from TrainConfig, recipe files, and the round trip flags → file → flags."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def test_flags_not_given_keep_the_dataclass_defaults():
 def test_the_flags_users_know_still_work():
     cfg = config_from("--data", "d", "--format", "folders", "--ema", "0.99", "--shift", "0.2", "--no-flip",
                       "--erasing", "0.3", "--epochs", "7", "--lr", "0.01", "--early-stopping", "4")
-    assert (cfg.data_format, cfg.ema_decay, cfg.epochs, cfg.lr, cfg.early_stopping) == ("folders", 0.99, 7, 0.01, 4)
+    assert ((cfg.data_format, cfg.ema_decay, cfg.epochs, cfg.lr, cfg.early_stopping)
+            == ("folders", 0.99, 7, 0.01, 4))
     assert cfg.augment == AugmentConfig(width_shift=0.2, height_shift=0.2, horizontal_flip=False, erasing=0.3)
     off = config_from("--data", "d", "--no-augment").augment
     assert not off.has_affine and not off.horizontal_flip and off.erasing == 0
@@ -102,7 +103,8 @@ def test_teacher_recipe_is_the_model_card_command():
 ])
 def test_bad_recipe_is_one_error_line(tmp_path, capsys, text, fragment):
     (tmp_path / "r.yaml").write_text(text)
-    assert main(["train", "--config", str(tmp_path / "r.yaml"), "--data", "d", "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", "--config", str(tmp_path / "r.yaml"), "--data", "d",
+                 "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ferkit: error:") and fragment in err[0], err
     assert not (tmp_path / "o").exists()

@@ -26,7 +26,8 @@ from ferkit.data.images import load_image
 from ferkit.errors import ImageError
 
 FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-CK_FOLDERS = {"anger": 135, "contempt": 54, "disgust": 177, "fear": 75, "happy": 207, "sadness": 84, "surprise": 249}
+CK_FOLDERS = {"anger": 135, "contempt": 54, "disgust": 177, "fear": 75, "happy": 207, "sadness": 84,
+              "surprise": 249}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,9 @@ def assert_same(a: FaceDataset, b: FaceDataset) -> None:
         assert (x is None and y is None) or np.array_equal(x, y), key
 
 
-def copy_classes(src: Path, dst: Path, names: dict[str, str], per_class: int, keep_names: bool = False) -> None:
+def copy_classes(
+    src: Path, dst: Path, names: dict[str, str], per_class: int, keep_names: bool = False
+) -> None:
     """Copy `per_class` real images of each src/<class> into dst/<names[class]> (as img<i>.<ext>)."""
     for class_dir, new_name in names.items():
         out = dst / new_name
@@ -134,13 +137,15 @@ def test_generic_train_validation_folders(fer_tiny, tmp_path):
     synonyms = {"angry": "Anger", "disgust": "disgusted", "fear": "Scared", "happy": "Happiness",
                 "neutral": "NEUTRAL", "sad": "Sadness", "surprise": "surprised"}
     for src, dst in (("train", "train"), ("test", "Validation")):  # FER2013 names, but the user's split
-        copy_classes(fer_tiny / src, tmp_path / "data" / "images" / dst, synonyms, per_class=3, keep_names=True)
+        copy_classes(fer_tiny / src, tmp_path / "data" / "images" / dst, synonyms, per_class=3,
+                     keep_names=True)
     for root in (tmp_path / "data", tmp_path / "data" / "images"):
         data = load_dataset(root, cache=False)
         assert data.meta["format"] == "folders" and detect_format(root) == "folders"
         assert data.class_names == FER_CLASSES
         assert sorted(set(data.usage)) == ["train", "validation"] and len(data) == 42
-    assert load_dataset(tmp_path / "data" / "images" / "Validation", cache=False).meta["format"] == "fer2013-folders"
+    assert (load_dataset(tmp_path / "data" / "images" / "Validation", cache=False).meta["format"]
+            == "fer2013-folders")
     shutil.rmtree(tmp_path / "data" / "images" / "train")  # a lone split folder is not looked through
     assert set(load_dataset(tmp_path / "data", cache=False).usage) == {"validation"}
 

@@ -44,7 +44,7 @@ def test_group_kfold_is_subject_independent(ckplus):
     for train, val in folds:
         assert len(train) + len(val) == len(ckplus)
         assert not set(ckplus.groups[train]) & set(ckplus.groups[val])
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, group_kfold(ckplus.labels, ckplus.groups, 5, 0),
-                                                          strict=True))
+    assert all(np.array_equal(a[1], b[1])
+               for a, b in zip(folds, group_kfold(ckplus.labels, ckplus.groups, 5, 0), strict=True))
     with pytest.raises(ConfigError, match="number of groups"):
         group_kfold(ckplus.labels[:10], ckplus.groups[:10], k=5)

@@ -30,7 +30,8 @@ from ferkit.faces import haar as haar_module
 from ferkit.faces import mtcnn as mtcnn_module
 
 HAS_HAAR = hasattr(cv2, "CascadeClassifier") and bool(getattr(getattr(cv2, "data", None), "haarcascades", ""))
-needs_haar = pytest.mark.skipif(not HAS_HAAR, reason=f"OpenCV {cv2.__version__} has no CascadeClassifier (needs < 5)")
+needs_haar = pytest.mark.skipif(not HAS_HAAR,
+                                reason=f"OpenCV {cv2.__version__} has no CascadeClassifier (needs < 5)")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -112,7 +113,8 @@ def test_mtcnn_every_input_type(mtcnn, photos_dir, angry_man):
         assert box_iou(faces[0].box, reference)[0, 0] > 0.8, type(source)
 
 
-@pytest.mark.parametrize("image", [np.full((200, 300), 128, np.uint8), np.zeros((6, 6, 3), np.uint8), "noise"])
+@pytest.mark.parametrize("image", [np.full((200, 300), 128, np.uint8), np.zeros((6, 6, 3), np.uint8),
+                                   "noise"])
 def test_no_face_gives_empty_list(mtcnn, image):
     if isinstance(image, str):
         image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
@@ -197,7 +199,8 @@ def test_crop_is_an_exact_square_with_margin():
     assert crop.dtype == np.uint8 and crop.shape == (40, 40)
     np.testing.assert_array_equal(crop, image[20:60, 10:50])
     # A 40×20 box gives a 40-pixel square around its centre; margin 0.5 makes it 60.
-    np.testing.assert_array_equal(crop_face(image, (10, 30, 50, 50), size=40, margin=0.0), image[20:60, 10:50])
+    np.testing.assert_array_equal(crop_face(image, (10, 30, 50, 50), size=40, margin=0.0),
+                                  image[20:60, 10:50])
     np.testing.assert_array_equal(crop_face(image, (10, 20, 50, 60), size=60, margin=0.5), image[10:70, 0:60])
 
 

@@ -30,7 +30,8 @@ def _create(name: str, **kwargs) -> nn.Module:
 
 
 def test_expected_models_are_registered():
-    assert {"seed_cnn", "seed_dropout_cnn", "vgg_fer", "resnet_fer", "fast_fer", "fast_fer_s", "fast_fer_l"} <= set(MODELS)
+    assert {"seed_cnn", "seed_dropout_cnn", "vgg_fer", "resnet_fer",
+            "fast_fer", "fast_fer_s", "fast_fer_l"} <= set(MODELS)
 
 
 def test_unknown_model_raises_config_error():
@@ -159,5 +160,5 @@ def test_summary_counts_every_parameter(name):
 
 
 def test_fast_fer_fits_its_compute_budget():
-    """The default candidate must stay cheap: its ≥ 4,000 faces/s on 2 CPU cores rests on ~36 MMACs per face."""
+    """Default candidate must stay cheap: its ≥ 4,000 faces/s on 2 CPU cores rests on ~36 MMACs per face."""
     assert count_flops(create_model("fast_fer")) <= 40e6

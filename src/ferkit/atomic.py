@@ -24,7 +24,7 @@ FILE_MODE = _file_mode()
 
 
 def _cannot_write(path: Path, exc: OSError) -> OutputError:
-    """The error for a folder that cannot be made or written, naming a regular file in the way if there is one."""
+    """The error for a folder that cannot be made or written, naming any regular file in the way."""
     blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     reason = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
     return OutputError(f"{path}: cannot write here ({reason})")

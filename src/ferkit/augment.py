@@ -142,7 +142,9 @@ class Augmenter:
         )
         return AugmentParams(**{k: v.to(device) for k, v in vars(params).items()})
 
-    def _sample_boxes(self, n: int, h: int, w: int, uniform: Callable[[float, float], torch.Tensor]) -> torch.Tensor:
+    def _sample_boxes(
+        self, n: int, h: int, w: int, uniform: Callable[[float, float], torch.Tensor]
+    ) -> torch.Tensor:
         """N×4 (top, left, height, width) rectangles of 2–20 % of the image; height 0 = not erased."""
         erase = uniform(0.0, 1.0) < self.config.erasing
         area = uniform(*_ERASE_AREA) * (h * w)
@@ -168,7 +170,8 @@ class Augmenter:
         if cfg.has_affine:
             theta = affine_theta(params, x.shape[-2], x.shape[-1]).to(x.dtype)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode=_PADDING[cfg.fill_mode], align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode=_PADDING[cfg.fill_mode],
+                              align_corners=False)
         if cfg.erasing > 0:
             x = self._erase(x, params.erase_box, generator)
         return x
@@ -202,7 +205,8 @@ def affine_theta(params: AugmentParams, h: int, w: int) -> torch.Tensor:
     shear = torch.stack([one, s.tan(), zero, zero, one, zero, zero, zero, one], 1).view(-1, 3, 3)
     z = params.scale
     zoom = torch.stack([z, zero, zero, zero, z, zero, zero, zero, one], 1).view(-1, 3, 3)
-    shift = torch.stack([one, zero, params.shift_x, zero, one, params.shift_y, zero, zero, one], 1).view(-1, 3, 3)
+    sx, sy = params.shift_x, params.shift_y
+    shift = torch.stack([one, zero, sx, zero, one, sy, zero, zero, one], 1).view(-1, 3, 3)
     forward = shift @ rot @ shear @ zoom
     to_norm = torch.diag(torch.tensor([2 / w, 2 / h, 1.0], dtype=forward.dtype, device=forward.device))
     return (to_norm @ torch.linalg.inv(forward) @ torch.linalg.inv(to_norm))[:, :2]

@@ -17,8 +17,10 @@ class TrainConfig:
     """Every training option. Each field is also a `ferkit train` flag and a key of a recipe file."""
 
     data: str = option("", "dataset folder, CSV or .npz pack (recorded so --resume and evaluate find it)")
-    data_format: str = option("auto", "dataset layout (auto: detect)", flag="--format", choices=("auto", *FORMATS))
-    max_per_class: int = option(0, "keep at most this many images per class and split, for quick runs (0 = all)")
+    data_format: str = option("auto", "dataset layout (auto: detect)", flag="--format",
+                              choices=("auto", *FORMATS))
+    max_per_class: int = option(0, "keep at most this many images per class and split, "
+                                "for quick runs (0 = all)")
     model: str = option("seed_cnn", "architecture (see `ferkit models`)")
     epochs: int = option(30, "epochs; with --resume: extend the run to this many")
     batch_size: int = option(64, "images per batch")
@@ -32,8 +34,8 @@ class TrainConfig:
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
     plateau_factor: float = option(0.5, "plateau schedule: multiply the learning rate by this")
     plateau_patience: int = option(3, "plateau schedule: epochs without a better validation loss first")
-    early_stopping: int = option(0, "stop after this many epochs without a better validation accuracy (0 = off)",
-                                 metavar="PATIENCE")
+    early_stopping: int = option(0, "stop after this many epochs without a better validation accuracy "
+                                 "(0 = off)", metavar="PATIENCE")
     image_size: int = option(48, "input size in pixels (48 or 64)")
     val_fraction: float = option(0.1, "share held out for selection when the data brings no validation split")
     test_fraction: float = option(0.2, "share held out for the report when the data brings no test split")
@@ -53,7 +55,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
-        for name, allowed in (("optimizer", ("adam", "adamw", "sgd")), ("scheduler", ("cosine", "plateau", "none")),
+        for name, allowed in (("optimizer", ("adam", "adamw", "sgd")),
+                              ("scheduler", ("cosine", "plateau", "none")),
                               ("precision", ("auto", "fp32", "bf16")), ("data_format", ("auto", *FORMATS))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; use {', '.join(allowed)}")

@@ -62,10 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     groups: dict[str, Any] = {}
     for dotted, f, default in _leaves(cls):
         section = dotted.rpartition(".")[0]
-        target = parser if not section else groups.setdefault(section, parser.add_argument_group(titles[section]))
+        target = (parser if not section
+                  else groups.setdefault(section, parser.add_argument_group(titles[section])))
         meta = f.metadata
         shown = f" (default: {default})" if default not in ("", None) else ""
-        kwargs: dict[str, Any] = {"dest": dotted, "default": argparse.SUPPRESS, "help": meta.get("help", "") + shown}
+        kwargs: dict[str, Any] = {"dest": dotted, "default": argparse.SUPPRESS,
+                                  "help": meta.get("help", "") + shown}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -95,7 +97,8 @@ def merge(base: dict, override: dict) -> dict:
     """`override` on top of `base`, nested dicts merged key by key."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict)
+                    else value)
     return out
 
 
@@ -128,7 +131,8 @@ def build(cls: type, values: dict, where: str = "options") -> Any:
         default = _default(known[name])
         if is_dataclass(default):
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}: option {name} must be a mapping of its own options, got {value!r}")
+                raise ConfigError(f"{where}: option {name} must be a mapping of its own options, "
+                                  f"got {value!r}")
             kwargs[name] = build(type(default), value, f"{where}: {name}")
         else:
             kwargs[name] = _check_value(where, name, value, default)
@@ -153,7 +157,8 @@ def to_args(obj: Any) -> list[str]:
         if isinstance(default, bool):
             args.append(flag_of(f) if value else "--no-" + flag_of(f)[2:])
         elif isinstance(value, list):
-            raise ConfigError(f"option {dotted} = {value} is a range; flags take one number, use a recipe file")
+            raise ConfigError(f"option {dotted} = {value} is a range; "
+                              "flags take one number, use a recipe file")
         else:
             args += [flag_of(f), repr(value) if isinstance(value, float) else str(value)]
     return args

@@ -68,7 +68,8 @@ def plot_class_distribution(counts: dict[str, dict[str, int]], path: str | Path)
     x = np.arange(len(classes))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes)), 4))
     for i, split in enumerate(splits):
-        bars = ax.bar(x + i * width - 0.4 + width / 2, [counts[split].get(c, 0) for c in classes], width, label=split)
+        bars = ax.bar(x + i * width - 0.4 + width / 2, [counts[split].get(c, 0) for c in classes], width,
+                      label=split)
         ax.bar_label(bars, fontsize=7)
     ax.set_xticks(x, classes, rotation=30, ha="right")
     ax.set_ylabel("images")
@@ -77,8 +78,8 @@ def plot_class_distribution(counts: dict[str, dict[str, int]], path: str | Path)
     return save_figure(fig, path)
 
 
-def plot_samples(images: np.ndarray, true: np.ndarray, pred: np.ndarray, probs: np.ndarray, class_names: list[str],
-                 path: str | Path, count: int = 25, seed: int = 0) -> Path:
+def plot_samples(images: np.ndarray, true: np.ndarray, pred: np.ndarray, probs: np.ndarray,
+                 class_names: list[str], path: str | Path, count: int = 25, seed: int = 0) -> Path:
     """A grid of faces with predicted label and probability; green when right, red when wrong."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(images), size=min(count, len(images)), replace=False)

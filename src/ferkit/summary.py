@@ -39,7 +39,8 @@ def model_summary(model: nn.Module, in_size: int = 48, in_channels: int = 1) -> 
     seen: set[nn.Module] = set()
 
     def hook(module: nn.Module, _inputs, output) -> None:
-        out = output if isinstance(output, torch.Tensor) else next(o for o in output if isinstance(o, torch.Tensor))
+        out = (output if isinstance(output, torch.Tensor)
+               else next(o for o in output if isinstance(o, torch.Tensor)))
         params = [] if module in seen else list(module.parameters(recurse=False))
         seen.add(module)
         rows.append(
@@ -53,7 +54,8 @@ def model_summary(model: nn.Module, in_size: int = 48, in_channels: int = 1) -> 
             )
         )
 
-    hooked = [m for m in model.modules() if next(m.children(), None) is None or any(m.parameters(recurse=False))]
+    hooked = [m for m in model.modules()
+              if next(m.children(), None) is None or any(m.parameters(recurse=False))]
     handles = [m.register_forward_hook(hook) for m in hooked]
     modes = {m: m.training for m in model.modules()}
     param = next(model.parameters(), torch.zeros(()))
@@ -82,7 +84,8 @@ def format_summary(rows: list[LayerRow], model_name: str) -> str:
     header = ("Layer (type)", "Output Shape", "Param #")
     w0, w1, w2 = (max(len(line[i]) for line in [header, *table]) for i in range(3))
     width = w0 + w1 + w2 + 4
-    lines = [f'Model: "{model_name}"', "-" * width, f"{header[0]:<{w0}}  {header[1]:<{w1}}  {header[2]:>{w2}}"]
+    lines = [f'Model: "{model_name}"', "-" * width,
+             f"{header[0]:<{w0}}  {header[1]:<{w1}}  {header[2]:>{w2}}"]
     lines.append("=" * width)
     lines += [f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}" for a, b, c in table]
     lines.append("=" * width)

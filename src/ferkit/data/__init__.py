@@ -90,7 +90,8 @@ def load_dataset(
     """
     if format != "auto" and format not in FORMATS:
         raise ConfigError(f"unknown dataset format {format!r}; use auto or one of {', '.join(FORMATS)}")
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 1):
         raise ConfigError(f"image_size must be a positive int or None, got {image_size!r}")
     path = _existing(path)
     fingerprint, build = _source(path, format)

@@ -73,7 +73,8 @@ def _parse(lines: Iterator[str], path: Path, labels_only: bool) -> EmotionCsv:
             continue
         fields = _fields(line)
         if len(fields) != len(columns):
-            raise DataError(f"{path}: row {row}: {len(fields)} fields, expected {len(columns)} ({', '.join(header)})")
+            raise DataError(f"{path}: row {row}: {len(fields)} fields, expected {len(columns)} "
+                            f"({', '.join(header)})")
         try:
             labels.append(int(fields[i_label]))
         except ValueError:
@@ -81,7 +82,8 @@ def _parse(lines: Iterator[str], path: Path, labels_only: bool) -> EmotionCsv:
         if i_usage is not None:
             value = _USAGE.get(fields[i_usage].lower())
             if value is None:
-                raise DataError(f"{path}: row {row}: Usage {fields[i_usage]!r} is not one of {', '.join(USAGES)}")
+                raise DataError(f"{path}: row {row}: Usage {fields[i_usage]!r} is not one of "
+                                f"{', '.join(USAGES)}")
             usage.append(value)
         rows.append(row)
         if not labels_only:
@@ -90,7 +92,8 @@ def _parse(lines: Iterator[str], path: Path, labels_only: bool) -> EmotionCsv:
                 expected = len(pixels) if _is_square(len(pixels)) else _DEFAULT_PIXELS
             if len(pixels) != expected:
                 side = math.isqrt(expected)
-                raise DataError(f"{path}: row {row}: {len(pixels)} pixels, expected {expected} ({side}×{side})")
+                raise DataError(f"{path}: row {row}: {len(pixels)} pixels, "
+                                f"expected {expected} ({side}×{side})")
             images.append(pixels)
     if not rows:
         raise DataError(f"{path}: no data rows under the header")

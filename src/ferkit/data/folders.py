@@ -116,14 +116,16 @@ def find_layout(files: Sequence[str], dirs: Iterable[str], where: str, format: s
     top = sorted(children[base])
     splits = [d for d in top if d.lower() in SPLIT_FOLDERS]
     if not top:
-        found = f"{sum(1 for f in files if posixpath.dirname(f) == base)} images but " if base in holders else ""
+        found = (f"{sum(1 for f in files if posixpath.dirname(f) == base)} images but "
+                 if base in holders else "")
         raise DataError(f"{where}: {found}no class folders; expected <root>/<class>/<images> "
                         "or <root>/<split>/<class>/<images>")
     if splits and len(splits) != len(top):
         others = ", ".join(d for d in top if d not in splits)
         raise DataError(f"{where}: mixes split folders ({', '.join(splits)}) with other folders ({others})")
     if not files:
-        raise DataError(f"{where}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in any class folder")
+        raise DataError(f"{where}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) "
+                        "in any class folder")
 
     prefix = f"{base}/" if base else ""
     class_dirs = {s: sorted(children[prefix + s]) for s in splits} if splits else {None: top}
@@ -181,8 +183,8 @@ def _with_format(layout: Layout, where: str, format: str) -> Layout:
     if format == "fer2013-folders":
         if not all(fer_usage):
             bad = layout.files[fer_usage.index(None)]
-            raise DataError(f"{where}/{bad}: no Training_/PublicTest_/PrivateTest_ prefix, so not the FER2013 "
-                            "jpg layout (read it as format 'folders')")
+            raise DataError(f"{where}/{bad}: no Training_/PublicTest_/PrivateTest_ prefix, "
+                            "so not the FER2013 jpg layout (read it as format 'folders')")
         layout.usage = fer_usage
     elif format == "ckplus":
         if not all(subjects):

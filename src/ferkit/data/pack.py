@@ -76,8 +76,10 @@ def open_pack(path: Path) -> Pack:
             if "ferkit_pack" not in archive.files:
                 raise DataError(f"{path}: not a ferkit pack (no 'ferkit_pack' entry; {hint})")
             if int(archive["ferkit_pack"]) != PACK_VERSION:
-                raise DataError(f"{path}: pack version {int(archive['ferkit_pack'])}, this ferkit reads {PACK_VERSION}")
-            pack = Pack(path, archive["paths"].tolist(), archive["dirs"].tolist(), archive["offsets"], archive["data"])
+                raise DataError(f"{path}: pack version {int(archive['ferkit_pack'])}, "
+                                f"this ferkit reads {PACK_VERSION}")
+            pack = Pack(path, archive["paths"].tolist(), archive["dirs"].tolist(), archive["offsets"],
+                        archive["data"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
         raise DataError(f"{path}: unreadable pack ({exc})") from exc
     if len(pack.offsets) != len(pack.files) + 1 or pack.offsets[-1] != len(pack.data):

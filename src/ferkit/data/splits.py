@@ -16,7 +16,9 @@ def _check_fraction(val_fraction: float) -> None:
         raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train_idx, val_idx) with round(val_fraction × n_c) of every class c in val.
 
     Done per class by hand rather than with sklearn, so classes with one or two images work.
@@ -32,7 +34,9 @@ def stratified_split(labels: np.ndarray, val_fraction: float = 0.1, seed: int = 
     return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
 
 
-def group_kfold(labels: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def group_kfold(
+    labels: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train_idx, val_idx) folds with every group (subject) on one side only, roughly stratified."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -43,7 +47,8 @@ def group_kfold(labels: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 
     if not 2 <= k <= n_groups:
         raise ConfigError(f"k={k} folds need 2 <= k <= the number of groups ({n_groups})")
     folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # "least populated class has fewer members than n_splits": expected for rare classes
+    # "least populated class has fewer members than n_splits": expected for rare classes
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         return [(np.sort(tr), np.sort(va)) for tr, va in folds.split(np.zeros(len(labels)), labels, groups)]
 
@@ -67,10 +72,13 @@ class Splits:
     def summary(self) -> dict:
         parts = {"train": self.train, "val": self.val, "test": self.test}
         return {"description": self.description, "class_names": self.train.class_names,
-                **{k: {"size": len(v), "counts": v.class_counts()} for k, v in parts.items() if v is not None}}
+                **{k: {"size": len(v), "counts": v.class_counts()}
+                   for k, v in parts.items() if v is not None}}
 
 
-def make_splits(data: FaceDataset, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Splits:
+def make_splits(
+    data: FaceDataset, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+) -> Splits:
     """The honest split for each kind of dataset.
 
     FER2013 (usages): train on Training, select on PublicTest, report PrivateTest.
@@ -81,7 +89,8 @@ def make_splits(data: FaceDataset, val_fraction: float = 0.1, test_fraction: flo
     """
     usage = set(np.unique(data.usage)) if data.usage is not None else set()
     if {TRAINING, PUBLIC_TEST, PRIVATE_TEST} <= usage:
-        return Splits(data.where_usage(TRAINING), data.where_usage(PUBLIC_TEST), data.where_usage(PRIVATE_TEST),
+        return Splits(data.where_usage(TRAINING), data.where_usage(PUBLIC_TEST),
+                      data.where_usage(PRIVATE_TEST),
                       "train on Training, select on PublicTest, report PrivateTest")
     if "train" in usage and ("validation" in usage or "test" in usage):
         train = data.where_usage("train")
@@ -91,7 +100,8 @@ def make_splits(data: FaceDataset, val_fraction: float = 0.1, test_fraction: flo
         held_out = "validation" if "validation" in usage else "test"
         tr, va = stratified_split(train.labels, val_fraction, seed)
         return Splits(train.subset(tr), train.subset(va), data.where_usage(held_out),
-                      f"train on train/ minus a stratified {val_fraction:.0%} for selection, report {held_out}/")
+                      f"train on train/ minus a stratified {val_fraction:.0%} for selection, "
+                      f"report {held_out}/")
     if data.groups is not None:
         rest, te = group_split(data.labels, data.groups, test_fraction, seed)
         rest_data = data.subset(rest)

@@ -13,7 +13,9 @@ from ..errors import ConfigError
 from .detector import Box, Detection, Detector, create_detector
 
 
-def _crop(gray: np.ndarray, box: Sequence[float], size: int, margin: float, eyes: np.ndarray | None) -> np.ndarray:
+def _crop(
+    gray: np.ndarray, box: Sequence[float], size: int, margin: float, eyes: np.ndarray | None
+) -> np.ndarray:
     """Square of side max(w, h)·(1 + margin) around the box centre, rotated so the eyes are level if given."""
     x1, y1, x2, y2 = (float(v) for v in box)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -26,7 +28,8 @@ def _crop(gray: np.ndarray, box: Sequence[float], size: int, margin: float, eyes
     # so that an upright crop is an exact copy; replicate edge pixels where the square leaves the picture.
     matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
     matrix[:, 2] -= (round(cx - side / 2), round(cy - side / 2))
-    square = cv2.warpAffine(gray, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    square = cv2.warpAffine(gray, matrix, (side, side), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
     if side == size:
         return square
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
@@ -44,7 +47,8 @@ def _box_and_eyes(
     if landmarks is None and isinstance(face, Detection):
         landmarks = face.landmarks
     if landmarks is None:
-        raise ConfigError("align=True needs eye landmarks; this face has none (the 'haar' detector gives none)")
+        raise ConfigError("align=True needs eye landmarks; this face has none "
+                          "(the 'haar' detector gives none)")
     return box, np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)[:2]
 
 
@@ -73,7 +77,8 @@ def crop_face(
 
 
 def crop_faces(
-    image: ImageInput, detections: Sequence[Detection | Box], size: int = 48, margin: float = 0.2, align: bool = False
+    image: ImageInput, detections: Sequence[Detection | Box],
+    size: int = 48, margin: float = 0.2, align: bool = False
 ) -> np.ndarray:
     """`crop_face` for each detection of one image: N×size×size uint8 (0×size×size if none)."""
     _check(size, margin)
@@ -115,4 +120,5 @@ def detect_and_crop(
             x0, y0 = (w - side) / 2, (h - side) / 2
             crops.append(_crop(gray, (x0, y0, x0 + side, y0 + side), size, 0.0, None))
         found.append(bool(faces))
-    return (np.stack(crops) if crops else np.zeros((0, size, size), dtype=np.uint8)), np.array(found, dtype=bool)
+    return ((np.stack(crops) if crops else np.zeros((0, size, size), dtype=np.uint8)),
+            np.array(found, dtype=bool))

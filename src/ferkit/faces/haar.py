@@ -46,12 +46,14 @@ class HaarDetector(Detector):
     name = "haar"
 
     def __init__(
-        self, scale_factor: float = 1.1, min_neighbors: int = 5, min_face_size: int = 20, equalize: bool = True
+        self, scale_factor: float = 1.1, min_neighbors: int = 5,
+        min_face_size: int = 20, equalize: bool = True
     ) -> None:
         if not scale_factor > 1.0:
             raise ConfigError(f"scale_factor must be greater than 1, got {scale_factor}")
         if min_neighbors < 0 or min_face_size < 1:
-            raise ConfigError(f"min_neighbors must be >= 0 and min_face_size >= 1, got {min_neighbors}, {min_face_size}")
+            raise ConfigError("min_neighbors must be >= 0 and min_face_size >= 1, "
+                              f"got {min_neighbors}, {min_face_size}")
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
         self.min_face_size = int(min_face_size)

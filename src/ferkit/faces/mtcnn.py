@@ -88,7 +88,8 @@ def _weights_dir() -> Path:
     # find_spec locates the package without importing it (its __init__ imports TensorFlow).
     spec = importlib.util.find_spec("mtcnn")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelFileError("MTCNN weights not found: install the 'mtcnn==1.0.0' package (pip install mtcnn==1.0.0)")
+        raise ModelFileError("MTCNN weights not found: install the 'mtcnn==1.0.0' package "
+                             "(pip install mtcnn==1.0.0)")
     return Path(next(iter(spec.submodule_search_locations))) / "assets" / "weights"
 
 
@@ -110,7 +111,8 @@ def _load_keras_weights(net: nn.Module, path: Path) -> nn.Module:
                 array = array.T
             array = array.reshape(-1) if param.ndim == 1 else array  # PReLU alphas are stored 1×1×C
             if tuple(array.shape) != tuple(param.shape):
-                raise ModelFileError(f"{path}: weight of shape {array.shape} does not fit {tuple(param.shape)}")
+                raise ModelFileError(f"{path}: weight of shape {array.shape} "
+                                     f"does not fit {tuple(param.shape)}")
             param.copy_(torch.from_numpy(np.ascontiguousarray(array)))
     return net.eval()
 

@@ -58,12 +58,16 @@ def fast_fer(
 
 
 @register_model
-def fast_fer_s(num_classes: int = 7, in_size: int = 48, in_channels: int = 1, dropout: float = 0.3) -> nn.Module:
+def fast_fer_s(
+    num_classes: int = 7, in_size: int = 48, in_channels: int = 1, dropout: float = 0.3
+) -> nn.Module:
     """fast_fer at width 0.75 (stem 24, stages 48-96-192): 0.85M parameters, 20 MMACs."""
     return fast_fer(num_classes, in_size, in_channels, width=0.75, dropout=dropout)
 
 
 @register_model
-def fast_fer_l(num_classes: int = 7, in_size: int = 48, in_channels: int = 1, dropout: float = 0.3) -> nn.Module:
+def fast_fer_l(
+    num_classes: int = 7, in_size: int = 48, in_channels: int = 1, dropout: float = 0.3
+) -> nn.Module:
     """fast_fer at width 1.25 (stem 40, stages 80-160-320): 2.3M parameters, 56 MMACs."""
     return fast_fer(num_classes, in_size, in_channels, width=1.25, dropout=dropout)

@@ -25,7 +25,9 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, num_classes: int = 7, in_size: int = 48, in_channels: int = 1, **kwargs) -> nn.Module:
+def create_model(
+    name: str, num_classes: int = 7, in_size: int = 48, in_channels: int = 1, **kwargs
+) -> nn.Module:
     """Build a registered model. Its forward takes N×C×H×W floats and returns N×num_classes logits."""
     try:
         factory = _MODELS[name]

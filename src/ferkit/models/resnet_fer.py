@@ -37,7 +37,8 @@ class ResNetFER(nn.Module):
 
 @register_model
 def resnet_fer(
-    num_classes: int = 7, in_size: int = 48, in_channels: int = 1, width: int = 32, layers: tuple[int, ...] = (2, 2, 2, 2)
+    num_classes: int = 7, in_size: int = 48, in_channels: int = 1,
+    width: int = 32, layers: tuple[int, ...] = (2, 2, 2, 2)
 ) -> nn.Module:
     """ResNet-18 layout (2-2-2-2 basic blocks) at half width, 32-64-128-256 channels: 2.8M
     parameters, about 80 MMACs per 48×48 face. width=64 gives ResNet-18's widths (11M, ~0.3 GMACs)."""
