@@ -20,7 +20,7 @@ import torch
 from ferkit.data import load_dataset
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import bundled_model_path
-from ferkit.onnx_backend import OnnxClassifier
+from ferkit.models.onnx import OnnxClassifier
 from ferkit.predict import Recognizer
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ferkit.atomic import write_bytes, write_json
-from ferkit.models.files import DEFAULT_MODEL_NAME, load_model, read_info
+from ferkit.models.files import BEST_FILE, DEFAULT_MODEL_NAME, load_model, read_info
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "pretrained"
 
@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--command", default="", help="the ferkit train command that made the run")
     args = parser.parse_args()
-    best = args.run / "best.safetensors"
+    best = args.run / BEST_FILE
     load_model(best)  # refuses anything that does not load cleanly
     info = read_info(best)
     metrics = json.loads((args.run / "metrics.json").read_text())

@@ -61,7 +61,7 @@ from ferkit.evaluate import align_labels
 from ferkit.experiment import read_config, train_run
 from ferkit.models import create_model
 from ferkit.models.files import ModelInfo, load_model, save_model
-from ferkit.onnx_backend import OnnxClassifier
+from ferkit.models.onnx import OnnxClassifier
 from ferkit.predict import Recognizer
 from ferkit.train import CHECKPOINT, load_checkpoint
 from ferkit.video import open_video, process_video

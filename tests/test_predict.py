@@ -14,7 +14,7 @@ from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.errors import ModelFileError
 from ferkit.models.classifier import Classifier
-from ferkit.onnx_backend import OnnxClassifier, export_onnx
+from ferkit.models.onnx import OnnxClassifier, export_onnx
 from ferkit.predict import Recognizer
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

@@ -14,7 +14,7 @@ from ferkit.data.splits import make_splits
 from ferkit.evaluate import evaluate
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import bundled_model_path
-from ferkit.onnx_backend import OnnxClassifier
+from ferkit.models.onnx import OnnxClassifier
 
 
 @pytest.fixture(scope="module")

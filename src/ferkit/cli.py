@@ -123,7 +123,8 @@ def _add_evaluate(sub) -> None:
                        "bundled one: --model default) on a split made exactly as in training.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="run directory written by `ferkit train`")
-    source.add_argument("--model", help="a .safetensors/.onnx model file, or 'default' for the bundled model")
+    source.add_argument("--model", help="'default' (the bundled model), a .safetensors/.onnx model file or a "
+                        "run directory")
     p.add_argument("--data", help="dataset (default with --run: the one the run was trained on)")
     p.add_argument("--format", default=None, help="dataset layout (default: the run's, or detect)")
     p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
@@ -148,8 +149,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         if not args.data:
             raise FerkitError("evaluate --model needs --data PATH")
-        classifier = load_classifier(None if args.model == "default" else args.model, device=args.device,
-                                     backend="torch")
+        classifier = load_classifier(args.model, device=args.device, backend="torch")
         cfg = TrainConfig(data=str(args.data), image_size=classifier.info.in_size)
     if args.data:
         cfg = replace(cfg, data=str(args.data), data_format=args.format or "auto")
@@ -174,22 +174,25 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _add_summary(sub) -> None:
     p = sub.add_parser("summary", help="layer-by-layer table of a model: output shapes and parameters")
-    p.add_argument("--model", required=True, help="registered architecture name or a .safetensors model file")
+    p.add_argument("--model", required=True, help="a registered architecture (see `ferkit models`), "
+                   "'default' (the bundled model), a .safetensors model file or a run directory")
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--classes", type=int, default=7)
 
 
 @_command("summary")
 def _summary(args: argparse.Namespace) -> int:
-    from .models import create_model
+    from .models import create_model, resolve
     from .models.files import load_model
     from .summary import format_summary, model_summary
 
-    if args.model.endswith(".safetensors"):
-        model, info = load_model(args.model)
-        name, size = info.model_name, info.in_size
+    source = resolve(args.model)
+    if source.kind == "architecture":
+        name, size = source.name, args.image_size
+        model = create_model(name, args.classes, size)
     else:
-        model, name, size = create_model(args.model, args.classes, args.image_size), args.model, args.image_size
+        model, info = load_model(source.weights())
+        name, size = info.model_name, info.in_size
     print(format_summary(model_summary(model, in_size=size), name))
     return 0
 
@@ -235,7 +238,8 @@ def _crop(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- inference
 
 def _add_recognizer_options(p) -> None:
-    p.add_argument("--model", help="model file (.safetensors or .onnx) or run directory (default: bundled model)")
+    p.add_argument("--model", help="'default' (the bundled model, used when omitted), a .safetensors/.onnx "
+                   "model file or a run directory")
     p.add_argument("--detector", default="mtcnn", help="face detector: mtcnn (default) or haar")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
                    help="inference engine (auto: ONNX Runtime on the CPU)")
@@ -389,21 +393,22 @@ def _webcam(args: argparse.Namespace) -> int:
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX")
-    p.add_argument("--model", help="model file or run directory (default: the bundled model)")
+    p.add_argument("--model", help="'default' (the bundled model, used when omitted), a .safetensors model "
+                   "file or a run directory")
     p.add_argument("--format", default="onnx", choices=("onnx",))
-    p.add_argument("--out", help="output file (default: <model name>.onnx)")
+    p.add_argument("--out", help="output file (default: <model name>.onnx: default.onnx, <file stem>.onnx "
+                   "or <run directory name>.onnx)")
 
 
 @_command("export")
 def _export(args: argparse.Namespace) -> int:
-    from .models.files import bundled_model_path
-    from .onnx_backend import export_onnx
+    from .models import resolve
+    from .models.onnx import export_onnx
 
-    source = Path(args.model) if args.model else bundled_model_path()
-    if source.is_dir():
-        source = source / "best.safetensors"
-    out = Path(args.out) if args.out else Path(source.stem + ".onnx")
-    export_onnx(source, out)
+    source = resolve(args.model)
+    weights = source.weights()
+    out = Path(args.out) if args.out else Path(source.name + ".onnx")
+    export_onnx(weights, out)
     print(f"wrote {out}")
     return 0
 

@@ -12,7 +12,7 @@ from . import plots
 from .atomic import write_json, write_text
 from .data.dataset import FaceDataset
 from .errors import ModelFileError
-from .models.classifier import Classifier
+from .models.classifier import FaceClassifier
 
 
 @dataclass
@@ -64,7 +64,8 @@ def align_labels(model_classes: list[str], data: FaceDataset) -> np.ndarray:
     return mapping[data.labels]
 
 
-def evaluate(classifier: Classifier, data: FaceDataset, split: str = "test", batch_size: int = 256) -> Evaluation:
+def evaluate(classifier: FaceClassifier, data: FaceDataset, split: str = "test",
+             batch_size: int = 256) -> Evaluation:
     y_true = align_labels(classifier.class_names, data)
     probs = classifier.predict_proba(data.images, batch_size=batch_size)
     return Evaluation(split, classifier.class_names, y_true, probs.argmax(1), probs)

@@ -13,7 +13,8 @@ from .data.splits import Splits, cap_per_class, make_splits
 from .errors import ConfigError
 from .evaluate import Evaluation, evaluate, write_reports
 from .models.classifier import Classifier
-from .train import BEST, fit
+from .models.resolver import resolve
+from .train import fit
 
 
 def load_splits(cfg: TrainConfig) -> Splits:
@@ -38,7 +39,7 @@ def report_run(run_dir: str | Path, splits: Splits, log: Callable[[str], None] =
                device: str = "auto") -> dict:
     """Evaluate the run's best model on validation and test splits and write metrics, report and plots."""
     run_dir = Path(run_dir)
-    classifier = Classifier.load(run_dir / BEST, device=device, precision="fp32")
+    classifier = Classifier.load(resolve(run_dir).weights(), device=device, precision="fp32")
     evaluations: list[Evaluation] = [evaluate(classifier, splits.val, "val")]
     if splits.test is not None and len(splits.test):
         evaluations.append(evaluate(classifier, splits.test, "test"))

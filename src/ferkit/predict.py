@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .data.images import ImageInput, load_image
-from .errors import ConfigError
 from .faces import Detection, Detector, create_detector, crop_faces
 from .models.classifier import Classifier, resize_crops
-from .models.files import bundled_model_path
+from .models.resolver import load_classifier  # re-exported: ferkit.predict.load_classifier
 
 
 @dataclass
@@ -50,24 +49,6 @@ class Prediction:
     @property
     def label(self) -> str:
         return max(self.probs, key=self.probs.get)
-
-
-def load_classifier(model: str | Path | Classifier | None = None, device: str = "cpu",
-                    backend: str = "auto") -> Classifier:
-    """A Classifier from a model file (or a run directory holding best.safetensors), default: bundled."""
-    if isinstance(model, Classifier):
-        return model
-    path = bundled_model_path() if model is None else Path(model)
-    if path.is_dir() and (path / "best.safetensors").is_file():
-        path = path / "best.safetensors"
-    if backend not in ("auto", "torch", "onnx"):
-        raise ConfigError(f"unknown backend {backend!r}; use auto, torch or onnx")
-    if backend in ("auto", "onnx") or path.suffix == ".onnx":
-        from .onnx_backend import OnnxClassifier, onnx_available
-
-        if backend == "onnx" or path.suffix == ".onnx" or (device == "cpu" and onnx_available()):
-            return OnnxClassifier.load(path)
-    return Classifier.load(path, device=device, precision="fp32")
 
 
 class Recognizer:

@@ -32,10 +32,11 @@ from .data.splits import Splits
 from .errors import ConfigError, DataError, FerkitError, ModelFileError
 from .models import create_model
 from .models.classifier import autocast, resolve_device, resolve_precision, to_input
-from .models.files import ModelInfo, bundled_model_path, load_model, save_model
+from .models.files import BEST_FILE, ModelInfo, load_model, save_model
+from .models.resolver import resolve
 
 CHECKPOINT = "checkpoint.pt"
-BEST = "best.safetensors"
+BEST = BEST_FILE
 
 
 class TrainingInterrupted(FerkitError):
@@ -70,7 +71,7 @@ class Teacher:
     def __init__(self, path: str | Path, class_names: list[str], image_size: int, mean: float, std: float,
                  device: torch.device) -> None:
         try:
-            model, info = load_model(bundled_model_path() if str(path) == "default" else path, device=device)
+            model, info = load_model(resolve(path).weights(), device=device)
         except ModelFileError as exc:
             raise ConfigError(f"teacher: {exc}") from None
         if list(info.class_names) != list(class_names) or info.in_size != image_size or info.in_channels != 1:

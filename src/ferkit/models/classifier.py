@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -58,6 +59,24 @@ def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
         return crops
     interp = cv2.INTER_AREA if crops.shape[1] > size else cv2.INTER_LINEAR
     return np.stack([cv2.resize(c, (size, size), interpolation=interp) for c in crops])
+
+
+@runtime_checkable
+class FaceClassifier(Protocol):
+    """What every classifier offers, whichever engine runs it (PyTorch `Classifier`, `OnnxClassifier`)."""
+
+    info: ModelInfo
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    def logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray | torch.Tensor:
+        """Raw scores, N×classes, for uint8 gray crops N×H×W of any size."""
+        ...
+
+    def predict_proba(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, N×classes, for uint8 gray crops N×H×W of any size."""
+        ...
 
 
 class Classifier:

@@ -21,6 +21,7 @@ from .registry import create_model
 
 FORMAT_VERSION = 1
 DEFAULT_MODEL_NAME = "default.safetensors"
+BEST_FILE = "best.safetensors"  # a run directory's model: the epoch with the best validation accuracy
 
 
 @dataclass
@@ -46,7 +47,7 @@ def bundled_model_path() -> Path:
     path = Path(str(resources.files("ferkit") / "pretrained" / DEFAULT_MODEL_NAME))
     if not path.is_file():
         raise ModelFileError(f"{path}: the bundled pretrained model is missing from this installation; "
-                             "pass a model file trained with `ferkit train` (model=RUN_DIR/best.safetensors)")
+                             "pass a run directory or a model file written by `ferkit train`")
     return path
 
 
@@ -66,13 +67,18 @@ def save_model(path: str | Path, model: torch.nn.Module, info: ModelInfo) -> Pat
     return path
 
 
-def _refuse_unsafe(path: Path) -> None:
+def refuse_pickle(path: Path) -> bytes:
+    """Raise for a pickle or torch.save zip, looking at its first bytes only; returns those bytes."""
     with open(path, "rb") as handle:
         head = handle.read(16)
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise ModelFileError(f"{path}: this is a pickle/zip (torch.save) file; ferkit only loads "
                              "safetensors model files and never unpickles (nothing was loaded)")
-    if len(head) < 9:
+    return head
+
+
+def _refuse_unsafe(path: Path) -> None:
+    if len(refuse_pickle(path)) < 9:
         raise ModelFileError(f"{path}: file is too short to be a safetensors model")
 
 

@@ -1,4 +1,4 @@
-"""ONNX export and an ONNX Runtime classifier with the same interface as `Classifier`."""
+"""ONNX export, and an ONNX Runtime classifier that is a `FaceClassifier` like the PyTorch `Classifier`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import write_bytes
-from .errors import ModelFileError
-from .models.classifier import resize_crops
-from .models.files import ModelInfo, load_model
+from ..atomic import write_bytes
+from ..errors import ModelFileError
+from .classifier import resize_crops
+from .files import ModelInfo, load_model
 
 OPSET = 17
 
@@ -37,8 +37,9 @@ def export_bytes(model: torch.nn.Module, info: ModelInfo) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buffer, input_names=["input"], output_names=["logits"], opset_version=OPSET,
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(model, (x,), buffer, input_names=["input"], output_names=["logits"],
+                          opset_version=OPSET, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(proto, {"ferkit": json.dumps(asdict(info))})
     return proto.SerializeToString()
