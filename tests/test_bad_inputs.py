@@ -385,7 +385,7 @@ def _(env):
         assert (env.out / "faces.csv").read_text().count("\n") == 1  # header only: an empty, complete result
 
     def api():
-        assert env.recognizer().detect(path) == []
+        assert env.recognizer()(path).faces == []
 
     return Case(env.predict(path), ("wall.jpg: no face found",), api, None, code=0,
                 present=(env.out / "wall_annotated.jpg", env.out / "faces.csv"), after=after)

@@ -15,7 +15,8 @@ from ferkit.data import load_dataset
 from ferkit.errors import ModelFileError
 from ferkit.models.classifier import Classifier
 from ferkit.models.onnx import OnnxClassifier, export_onnx
-from ferkit.predict import Recognizer
+from ferkit.predict import Face, Recognizer
+from ferkit.results import Results
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -40,7 +41,7 @@ def test_detect_every_input_type(recognizer, photos_dir):
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     gray = np.asarray(Image.open(path).convert("L"))
     inputs = [path, str(path), path.read_bytes(), Image.open(path), rgb, rgba, gray]
-    results = [recognizer.detect(x) for x in inputs]
+    results = [recognizer(x).faces for x in inputs]
     for faces in results:
         assert len(faces) == 1
         _check_face(faces[0])
@@ -49,7 +50,33 @@ def test_detect_every_input_type(recognizer, photos_dir):
 
 
 def test_no_face_is_an_empty_result(recognizer):
-    assert recognizer.detect(np.full((200, 300, 3), 128, np.uint8)) == []
+    result = recognizer(np.full((200, 300, 3), 128, np.uint8))
+    assert result.faces == [] and result.to_rows() == [] and result.shape == (200, 300)
+
+
+def test_call_returns_results(recognizer, photos_dir):
+    path = photos_dir / "angry_man.jpg"
+    result = recognizer(path)
+    assert isinstance(result, Results) and result.source == str(path) and result.frame_index is None
+    assert result.class_names == CLASSES and result.shape == result.image.shape[:2]
+    assert set(result.timing) == {"detect", "classify"} and all(ms > 0 for ms in result.timing.values())
+    assert recognizer(result.image, source="mine").source == "mine"
+    assert recognizer(path.read_bytes()).source == ""
+
+
+def test_detect_is_a_deprecated_alias(recognizer, photos_dir):
+    path = photos_dir / "angry_man.jpg"
+    with pytest.warns(DeprecationWarning, match=r"recognizer\(image\)"):
+        faces = recognizer.detect(path)
+    assert isinstance(faces, list) and isinstance(faces[0], Face)
+    assert [f.to_dict() for f in faces] == [f.to_dict() for f in recognizer(path).faces]
+
+
+def test_face_is_importable_from_its_old_homes():
+    import ferkit
+    from ferkit import predict, results
+
+    assert ferkit.Face is Face is results.Face and predict.Prediction is results.Prediction
 
 
 def test_classify_crops(recognizer, fer2013_small):

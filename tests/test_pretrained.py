@@ -47,7 +47,7 @@ def test_private_test_accuracy_matches_the_model_card(sidecar, private_test):
 
 
 def test_recognizer_defaults_to_bundled_model(photos_dir):
-    faces = Recognizer().detect(photos_dir / "angry_man.jpg")
+    faces = Recognizer()(photos_dir / "angry_man.jpg").faces
     assert len(faces) == 1
     assert faces[0].label == "angry"  # the photo's label (photos/README.md)
     assert sum(faces[0].probs.values()) == pytest.approx(1.0, abs=1e-4)

@@ -12,6 +12,7 @@ from PIL import Image
 from ferkit.cli import main
 from ferkit.errors import FerkitError, VideoError
 from ferkit.predict import Recognizer
+from ferkit.results import csv_header
 from ferkit.video import process_video
 from ferkit.webcam import run_webcam
 
@@ -49,6 +50,7 @@ def test_video_outputs(recognizer, photo_video, tmp_path):
     ok, frame = capture.read()
     assert ok and frame.shape[:2] == (SIZE[1], SIZE[0])
     rows = list(csv.DictReader(table.open()))
+    assert list(rows[0]) == csv_header(recognizer.class_names, video=True)
     assert {int(r["frame"]) for r in rows} == set(range(20))
     man_ids = {r["face_id"] for r in rows if int(r["frame"]) < 12}
     woman_ids = {r["face_id"] for r in rows if int(r["frame"]) >= 12}

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ConfigError, DataError, FerkitError, ImageError
+from .errors import ConfigError, FerkitError
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Handler] = {}
@@ -255,22 +255,9 @@ def _recognizer(args: argparse.Namespace):
 
 
 def _expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:
-    from .data import IMAGE_EXTENSIONS
+    from .stream import image_files
 
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise DataError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-            files.extend(found)
-        elif not path.exists():
-            raise ImageError(f"{path}: no such file or folder")
-        else:
-            files.append(path)
-    return files
+    return image_files(inputs, recursive)
 
 
 def _add_predict(sub) -> None:
@@ -288,54 +275,52 @@ def _add_predict(sub) -> None:
 
 @_command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    import csv
-    import io
     import json
 
-    from .atomic import write_text
-    from .data.images import load_image
-    from .draw import save_annotated
+    from tqdm import tqdm
+
+    from .stream import stream_inference
 
     files = _expand_inputs(args.inputs, args.recursive)
     recognizer = _recognizer(args)
     out_dir = Path(args.out) if args.out else None
-    records, errors = [], 0
+    records, rows, failed = [], [], []
     hide_bar = None if len(files) > 1 and not args.no_progress else True  # None: shown on a terminal only
-    from tqdm import tqdm
 
-    for path in tqdm(files, unit="image", disable=hide_bar, leave=False):
-        try:
-            rgb = load_image(path, mode="rgb")
-        except FerkitError as exc:
-            print(f"ferkit: error: {exc}", file=sys.stderr)
-            errors += 1
-            continue
-        faces = recognizer.detect(rgb)
-        records.append({"file": str(path), "faces": [f.to_dict() for f in faces]})
+    def report(path: Path, exc: FerkitError) -> None:
+        print(f"ferkit: error: {exc}", file=sys.stderr)
+        failed.append(path)
+
+    for result in stream_inference(recognizer, tqdm(files, unit="image", disable=hide_bar, leave=False),
+                                   on_error=report):
+        records.append(result.to_dict())
+        rows.extend(result.to_rows())
         if not args.json:
-            if not faces:
-                tqdm.write(f"{path}: no face found")
-            for i, face in enumerate(faces, 1):
-                others = "  ".join(f"{k} {v:.2f}" for k, v in sorted(face.probs.items(), key=lambda kv: -kv[1])[1:4])
-                box = ",".join(f"{v:.0f}" for v in face.box)
-                tqdm.write(f"{path}: face {i} box ({box}) {face.label} {face.confidence:.2f}  [{others}]")
+            for line in result.summary_lines():
+                tqdm.write(line)
         if out_dir is not None:
-            save_annotated(out_dir / f"{path.stem}_annotated.jpg", rgb, faces)
+            result.save(out_dir / f"{Path(result.source).stem}_annotated.jpg")
     if args.json:
         print(json.dumps(records if len(records) != 1 else records[0], indent=2))
-    if args.csv and (records or not errors):  # no CSV when every input failed: nothing half-done to read
-        names = recognizer.class_names
-        text = io.StringIO()
-        rows = csv.writer(text)
-        rows.writerow(["file", "face", "x1", "y1", "x2", "y2", "score", "label", *[f"p_{c}" for c in names]])
-        for record in records:
-            for i, face in enumerate(record["faces"], 1):
-                rows.writerow([record["file"], i, *face["box"], face["score"], face["label"],
-                               *[face["probs"][c] for c in names]])
-        write_text(args.csv, text.getvalue())
+    if args.csv and (records or not failed):  # no CSV when every input failed: nothing half-done to read
+        _write_csv(args.csv, recognizer.class_names, rows)
     if out_dir is not None and records and not args.json:
         print(f"annotated images in {out_dir}")
-    return 2 if errors else 0
+    return 2 if failed else 0
+
+
+def _write_csv(path: str, class_names: list[str], rows: list[list]) -> None:
+    import csv
+    import io
+
+    from .atomic import write_text
+    from .results import csv_header
+
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(csv_header(class_names))
+    writer.writerows(rows)
+    write_text(path, text.getvalue())
 
 
 def _add_video(sub) -> None:
@@ -359,7 +344,7 @@ def _video(args: argparse.Namespace) -> int:
         raise ConfigError(f"--smooth must be in [0, 1) and --every ≥ 1 (got {args.smooth:g} and {args.every})")
     if not (args.out or args.csv or args.plot):
         raise ConfigError("say what to write: --out VIDEO, --csv FILE and/or --plot PNG")
-    from .video import open_video
+    from .stream import open_video
 
     open_video(args.input).release()  # a bad video fails before the model is loaded
     result = process_video(args.input, _recognizer(args), args.out, args.csv, args.plot, smoothing=args.smooth,
@@ -423,16 +408,16 @@ def _add_demo(sub) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from skimage import data as skdata
 
-    from .draw import save_annotated
+    from .results import format_top_k
 
     image = skdata.astronaut()
-    recognizer = _recognizer(args)
-    faces = recognizer.detect(image)
-    print(f"astronaut photo (scikit-image, public domain), {image.shape[1]}x{image.shape[0]}: {len(faces)} face(s)")
-    for i, face in enumerate(faces, 1):
-        probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(face.probs.items(), key=lambda kv: -kv[1]))
-        print(f"face {i}: box ({', '.join(f'{v:.0f}' for v in face.box)})  {face.label}   [{probs}]")
-    out = save_annotated(Path(args.out) / "astronaut_annotated.jpg", image, faces)
+    result = _recognizer(args)(image, source="astronaut")
+    print(f"astronaut photo (scikit-image, public domain), {image.shape[1]}x{image.shape[0]}: "
+          f"{len(result.faces)} face(s)")
+    for i, face in enumerate(result.faces, 1):
+        print(f"face {i}: box ({', '.join(f'{v:.0f}' for v in face.box)})  {face.label}   "
+              f"[{format_top_k(face.probs)}]")
+    out = result.save(Path(args.out) / "astronaut_annotated.jpg")
     print(f"wrote {out}")
     return 0
 

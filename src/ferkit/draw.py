@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from .atomic import write_bytes
-from .predict import Face
+
+if TYPE_CHECKING:
+    from .results import Face
 
 # One colour per canonical class (RGB), so a label looks the same in every picture.
 COLOURS = {"angry": (220, 40, 40), "disgust": (120, 160, 40), "fear": (150, 60, 200), "happy": (250, 200, 30),
@@ -56,9 +59,14 @@ def _draw_bars(out: np.ndarray, face: Face, x: int, y: int, scale: float) -> Non
                     0.35 * scale + 0.05, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def save_annotated(path: str | Path, image: np.ndarray, faces: list[Face]) -> Path:
-    """Write the annotated RGB `image` as a JPEG, atomically."""
+def save_jpeg(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write the RGB array `rgb` as a JPEG, atomically."""
     buffer = io.BytesIO()
-    Image.fromarray(annotate(image, faces)).save(buffer, format="JPEG", quality=92)
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=92)
     write_bytes(path, buffer.getvalue())
     return Path(path)
+
+
+def save_annotated(path: str | Path, image: np.ndarray, faces: list[Face]) -> Path:
+    """Write the annotated RGB `image` as a JPEG, atomically."""
+    return save_jpeg(path, annotate(image, faces))

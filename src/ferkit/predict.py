@@ -2,64 +2,37 @@
 
     from ferkit import Recognizer
     rec = Recognizer()                      # bundled model, MTCNN detector
-    for face in rec.detect("photo.jpg"):
+    result = rec("photo.jpg")               # Results: faces, source, timing, image
+    for face in result.faces:
         print(face.box, face.label, face.probs)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .data.images import ImageInput, load_image
 from .faces import Detection, Detector, create_detector, crop_faces
-from .models.classifier import Classifier, resize_crops
-from .models.resolver import load_classifier  # re-exported: ferkit.predict.load_classifier
-
-
-@dataclass
-class Face:
-    """One face: its box (x1, y1, x2, y2 pixels), detector score, landmarks, and expression."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: np.ndarray | None
-    probs: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return max(self.probs, key=self.probs.get) if self.probs else ""
-
-    @property
-    def confidence(self) -> float:
-        return self.probs.get(self.label, 0.0)
-
-    def to_dict(self) -> dict:
-        return {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 4),
-                "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
-                "label": self.label, "probs": {k: round(float(v), 4) for k, v in self.probs.items()}}
-
-
-@dataclass
-class Prediction:
-    probs: dict[str, float]
-
-    @property
-    def label(self) -> str:
-        return max(self.probs, key=self.probs.get)
+from .models.classifier import FaceClassifier, resize_crops
+from .models.resolver import ModelSpec, load_classifier  # re-exported: ferkit.predict.load_classifier
+from .results import Face, Prediction, Results
 
 
 class Recognizer:
     """Face detection + expression classification.
 
-    model: a .safetensors file, a run directory, a Classifier, or None for the bundled model.
+    model: anything `ferkit.models.resolve` accepts ('default' or None for the bundled model, a .safetensors
+    or .onnx file, a run directory) or a ready classifier.
     detector: "mtcnn" (default), "haar", or a Detector instance.
     backend: "auto" (ONNX Runtime on the CPU when installed, else PyTorch), "torch" or "onnx".
     """
 
-    def __init__(self, model: str | Path | Classifier | None = None, detector: str | Detector = "mtcnn",
+    def __init__(self, model: ModelSpec | FaceClassifier = None, detector: str | Detector = "mtcnn",
                  device: str = "cpu", backend: str = "auto", margin: float = 0.2, align: bool = False,
                  min_face_size: int | None = None):
         self.classifier = load_classifier(model, device=device, backend=backend)
@@ -85,11 +58,26 @@ class Recognizer:
     def crops(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
         return crop_faces(image, detections, size=self.input_size, margin=self.margin, align=self.align)
 
-    def detect(self, image: ImageInput) -> list[Face]:
-        """Every face in `image` (path, bytes, PIL image or array: gray, RGB, RGBA), with probabilities."""
+    def __call__(self, image: ImageInput, source: str | None = None) -> Results:
+        """Every face in `image` (path, bytes, PIL image or array: gray, RGB, RGBA), with probabilities.
+
+        `source` names the image in the Results (default: the path, if `image` is one).
+        """
         rgb = load_image(image, mode="rgb")
+        start = time.perf_counter()
         detections = self.detector.detect(rgb)
-        return self.recognize(rgb, detections)
+        detected = time.perf_counter()
+        faces = self.recognize(rgb, detections)
+        timing = {"detect": (detected - start) * 1000, "classify": (time.perf_counter() - detected) * 1000}
+        if source is None:
+            source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else ""
+        return Results(faces, list(self.class_names), source, timing=timing, shape=rgb.shape[:2], image=rgb)
+
+    def detect(self, image: ImageInput) -> list[Face]:
+        """Deprecated: `recognizer(image).faces` (unlike `Detector.detect`, this classified the faces too)."""
+        warnings.warn("Recognizer.detect() is deprecated; use recognizer(image), which returns Results "
+                      "(its .faces is what detect() returned)", DeprecationWarning, stacklevel=2)
+        return self(image).faces
 
     def recognize(self, rgb: np.ndarray, detections: list[Detection]) -> list[Face]:
         """Classify already-detected faces of an RGB image."""

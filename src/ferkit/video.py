@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +22,8 @@ from .draw import annotate
 from .errors import ConfigError, OutputError, VideoError
 from .faces.detector import box_iou
 from .predict import Face, Recognizer
-
-# FFmpeg (inside OpenCV) prints its own complaints about a damaged file ("moov atom not found") straight to
-# stderr; ferkit says what is wrong in one line instead. OpenCV reads this when its FFmpeg backend starts;
-# set OPENCV_FFMPEG_LOGLEVEL yourself to see FFmpeg's messages.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+from .results import Results, csv_header
+from .stream import VideoStream, frames, open_video, recognize_frame, stream  # noqa: F401  (lived here)
 
 
 @dataclass
@@ -82,30 +78,6 @@ class FaceTracker:
         face.probs = dict(zip(class_names, map(float, track.probs)))
 
 
-def open_video(source: str | int) -> cv2.VideoCapture:
-    if isinstance(source, str) and not source.isdigit():
-        path = Path(source)
-        if not path.exists():
-            raise VideoError(f"{path}: no such video file")
-        if path.is_dir():
-            raise VideoError(f"{path}: is a directory, expected a video file")
-    capture = cv2.VideoCapture(int(source) if isinstance(source, int) or source.isdigit() else str(source))
-    if not capture.isOpened():
-        kind = "camera" if isinstance(source, int) or str(source).isdigit() else "video"
-        raise VideoError(f"{source}: cannot open this {kind}" + (" (not a video file OpenCV can decode)"
-                                                                   if kind == "video" else ""))
-    return capture
-
-
-def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """RGB frames until the stream ends."""
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
-
 @dataclass
 class VideoResult:
     frames: int
@@ -116,8 +88,63 @@ class VideoResult:
     class_names: list[str]
 
 
-def _writer_fourcc(path: Path) -> int:
-    return cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+class _Outputs:
+    """The annotated video and the CSV, written to temporary files that commit() renames into place."""
+
+    def __init__(self, out_path: str | Path | None, csv_path: str | Path | None, fps: float,
+                 class_names: list[str]):
+        self.out_path, self.csv_path, self.fps, self.class_names = out_path, csv_path, fps, class_names
+        self.temp_video = self.temp_csv = self.writer = self.csv_file = None
+
+    def __enter__(self) -> _Outputs:
+        if self.csv_path is not None:
+            try:
+                self.temp_csv = atomic_temp_path(self.csv_path)
+                self.csv_file = open(self.temp_csv, "w", newline="")
+            except BaseException:
+                self.__exit__()
+                raise
+            self.rows = csv.writer(self.csv_file)
+            self.rows.writerow(csv_header(self.class_names, video=True))
+        return self
+
+    def add(self, rgb: np.ndarray, result: Results, analysed: bool) -> None:
+        """One frame: its CSV rows if it was `analysed`, and the frame with `result`'s faces drawn on it."""
+        if analysed and self.csv_file is not None:
+            self.rows.writerows(result.to_rows())
+        if self.out_path is None:
+            return
+        if self.writer is None:
+            self.temp_video = atomic_temp_path(self.out_path)
+            avi = Path(self.out_path).suffix.lower() == ".avi"
+            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if avi else "mp4v"))
+            size = (rgb.shape[1], rgb.shape[0])
+            self.writer = cv2.VideoWriter(str(self.temp_video), fourcc, self.fps, size)
+            if not self.writer.isOpened():
+                raise OutputError(f"{self.out_path}: cannot write a video here (try .mp4 or .avi)")
+        self.writer.write(cv2.cvtColor(annotate(rgb, result.faces, ids=result.ids), cv2.COLOR_RGB2BGR))
+
+    def commit(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+            commit_temp_path(self.temp_video, self.out_path)
+            self.temp_video = None
+        if self.csv_file is not None:
+            self.csv_file.close()
+            commit_temp_path(self.temp_csv, self.csv_path)
+            self.temp_csv = None
+
+    def __exit__(self, *exc) -> None:
+        """Whatever commit() did not rename is removed: a failed run leaves no half-written file."""
+        if self.writer is not None:
+            self.writer.release()
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        for temp in (self.temp_video, self.temp_csv):
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
 
 
 def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Path | None = None,
@@ -126,79 +153,41 @@ def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Pa
     """Detect, track and classify faces in every `every`-th frame; write what was asked, atomically."""
     if not 0.0 <= smoothing < 1.0 or every < 1:
         raise ConfigError(f"smoothing must be in [0, 1) and every ≥ 1 (got {smoothing:g} and {every})")
-    capture = open_video(str(source))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     class_names = recognizer.class_names
     tracker = FaceTracker(smoothing=smoothing)
     per_second: dict[int, np.ndarray] = {}
-    temp_video = temp_csv = None
-    writer = csv_file = None
     count = faces_seen = 0
-    faces: list[Face] = []
-    ids: list[int] = []
-    try:
-        if csv_path is not None:
-            temp_csv = atomic_temp_path(csv_path)
-            csv_file = open(temp_csv, "w", newline="")
-            rows = csv.writer(csv_file)
-            rows.writerow(["frame", "time_s", "face_id", "x1", "y1", "x2", "y2", "score", "label",
-                           *[f"p_{c}" for c in class_names]])
+    with VideoStream(str(source)) as video, _Outputs(out_path, csv_path, video.fps, class_names) as outputs:
+        total = video.frame_count
         bar = tqdm(total=min(total, max_frames or total) if total else max_frames, unit="frame",
                    disable=progress is False if progress is not None else None, desc=Path(str(source)).name)
-        for frame in frames(capture):
-            if max_frames is not None and count >= max_frames:
-                break
-            if count % every == 0:
-                faces = recognizer.detect(frame)
-                ids = tracker.update(count, faces, class_names)
-                faces_seen += len(faces)
-                second = int(count / fps)
-                acc = per_second.setdefault(second, np.zeros(len(class_names) + 1))
-                for face in faces:
-                    acc[:-1] += [face.probs[c] for c in class_names]
-                    acc[-1] += 1
-                if csv_file is not None:
-                    for face, face_id in zip(faces, ids):
-                        rows.writerow([count, round(count / fps, 3), face_id, *(round(v, 1) for v in face.box),
-                                       round(face.score, 4), face.label,
-                                       *(round(face.probs[c], 4) for c in class_names)])
-            if out_path is not None:
-                if writer is None:
-                    temp_video = atomic_temp_path(out_path)
-                    writer = cv2.VideoWriter(str(temp_video), _writer_fourcc(Path(out_path)), fps,
-                                             (frame.shape[1], frame.shape[0]))
-                    if not writer.isOpened():
-                        raise OutputError(f"{out_path}: cannot write a video here (try .mp4 or .avi)")
-                writer.write(cv2.cvtColor(annotate(frame, faces, ids=ids), cv2.COLOR_RGB2BGR))
+        for frame in stream(video, max_frames=max_frames):
+            analysed = frame.index % every == 0
+            if analysed:  # the other frames show the last analysed frame's faces
+                result = recognize_frame(recognizer, frame)
+                result.ids = tracker.update(frame.index, result.faces, class_names)
+                faces_seen += len(result.faces)
+                _add_to_summary(per_second, result, video.fps)
+            outputs.add(frame.image, result, analysed)
             count += 1
             bar.update(1)
         bar.close()
         if count == 0:
             raise VideoError(f"{source}: video has no frames")
-        if writer is not None:
-            writer.release()
-            writer = None
-            commit_temp_path(temp_video, out_path)
-            temp_video = None
-        if csv_file is not None:
-            csv_file.close()
-            commit_temp_path(temp_csv, csv_path)
-            temp_csv = None
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-        if csv_file is not None and not csv_file.closed:
-            csv_file.close()
-        for temp in (temp_video, temp_csv):
-            if temp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-    result = VideoResult(count, fps, faces_seen, tracker.tracks_started, per_second, class_names)
+        outputs.commit()
+    result = VideoResult(count, video.fps, faces_seen, tracker.tracks_started, per_second, class_names)
     if plot_path is not None:
         plot_emotions_over_time(result, plot_path)
     return result
+
+
+def _add_to_summary(per_second: dict[int, np.ndarray], result: Results, fps: float) -> None:
+    """Sum each class's probability and count the faces, per second of video."""
+    names = result.class_names
+    acc = per_second.setdefault(int(result.frame_index / fps), np.zeros(len(names) + 1))
+    for face in result.faces:
+        acc[:-1] += [face.probs[c] for c in names]
+        acc[-1] += 1
 
 
 def plot_emotions_over_time(result: VideoResult, path: str | Path) -> Path:

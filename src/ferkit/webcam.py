@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .draw import annotate
 from .errors import FerkitError
 from .predict import Recognizer
-from .video import FaceTracker, frames, open_video
+from .results import Results
+from .stream import VideoStream, stream_inference
+from .video import FaceTracker
 
 
 @dataclass
@@ -68,33 +69,33 @@ def run_webcam(recognizer: Recognizer, camera: int = 0, source: str | None = Non
                max_frames: int | None = None, smoothing: float = 0.5) -> WebcamStats:
     """Loop until the window is closed (Esc/q), the stream ends, or `max_frames` frames were shown."""
     window = _Window("ferkit webcam — Esc to quit") if show else None
-    capture = open_video(source if source is not None else str(camera))
     tracker = FaceTracker(smoothing=smoothing)
     count = faces_seen = 0
     fps = 0.0
     start = last = time.perf_counter()
     try:
-        for frame in frames(capture):
-            if max_frames is not None and count >= max_frames:
-                break
-            faces = recognizer.detect(frame)
-            ids = tracker.update(count, faces, recognizer.class_names)
-            faces_seen += len(faces)
-            now = time.perf_counter()
-            fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if count else 1.0 / max(now - last, 1e-6)
-            last = now
-            count += 1
-            if window is not None:
-                shown = annotate(frame, faces, ids=ids)
-                cv2.putText(shown, f"{fps:.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2,
-                            cv2.LINE_AA)
-                window.show(shown)
-                if not window.open:
-                    break
+        with VideoStream(source if source is not None else str(camera)) as video:
+            for result in stream_inference(recognizer, video, max_frames=max_frames):
+                result.ids = tracker.update(result.frame_index, result.faces, result.class_names)
+                faces_seen += len(result.faces)
+                now = time.perf_counter()
+                fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if count else 1.0 / max(now - last, 1e-6)
+                last = now
+                count += 1
+                if window is not None:
+                    window.show(_with_fps(result, fps))
+                    if not window.open:
+                        break
     finally:
-        capture.release()
         if window is not None:
             window.close()
     if count == 0:
         raise FerkitError(f"{source or f'camera {camera}'}: gave no frames")
     return WebcamStats(count, time.perf_counter() - start, faces_seen)
+
+
+def _with_fps(result: Results, fps: float) -> np.ndarray:
+    shown = result.annotate()
+    cv2.putText(shown, f"{fps:.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2,
+                cv2.LINE_AA)
+    return shown
