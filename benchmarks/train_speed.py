@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/train_speed.py [--models fast_fer,seed_cnn] [--batch 64] [--steps 30]
 
-One training step = augmentation + forward + backward + Adam update on a batch of 48×48 gray
-faces, exactly as `ferkit train` runs it (channels-last; bf16 autocast for "bf16").
+One training step = `Trainer.train_step`, the step `ferkit train` runs: augmentation + forward +
+backward + Adam update on a batch of random 48×48 gray faces (channels-last; bf16 autocast for "bf16").
 """
 
 from __future__ import annotations
@@ -12,29 +12,34 @@ import argparse
 import os
 import time
 
+import numpy as np
 import torch
 
-from ferkit.augment import AugmentConfig, Augmenter
-from ferkit.models import create_model
+from ferkit.augment import AugmentConfig
+from ferkit.config import TrainConfig
+from ferkit.data.classes import CANONICAL_ORDER
+from ferkit.data.dataset import FaceDataset
 from ferkit.models.classifier import cpu_has_bf16
+from ferkit.training import Trainer
 
 FER2013_TRAINING_IMAGES = 28709
+CLASSES = CANONICAL_ORDER[:7]  # FER2013's seven
+
+
+def random_faces(n: int) -> FaceDataset:
+    rng = np.random.default_rng(0)
+    return FaceDataset(images=rng.integers(0, 256, (n, 48, 48), dtype=np.uint8),
+                       labels=rng.integers(0, len(CLASSES), n), class_names=list(CLASSES))
 
 
 def images_per_second(name: str, precision: str, batch: int, steps: int) -> float:
-    torch.manual_seed(0)
-    model = create_model(name).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    augment = Augmenter(AugmentConfig(erasing=0.25))
-    x, y = torch.randn(batch, 1, 48, 48), torch.randint(0, 7, (batch,))
+    cfg = TrainConfig(model=name, batch_size=batch, precision=precision, device="cpu",
+                      augment=AugmentConfig(erasing=0.25))
+    faces = random_faces(batch)
+    trainer = Trainer(cfg, faces, faces)
 
     def step() -> None:
-        xa = augment(x).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = torch.nn.functional.cross_entropy(model(xa).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        trainer.train_step(trainer.train_images, trainer.train_labels)
 
     for _ in range(5):
         step()

@@ -1,23 +1,30 @@
-"""Training: smoke run, resume = uninterrupted, extension, early stopping, schedules, EMA, distillation, splits."""
+"""Training: the trainer's steps, state and callbacks; smoke run, resume = uninterrupted, extension, early
+stopping, schedules, EMA, distillation, splits."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from ferkit.augment import AugmentConfig
 from ferkit.config import TrainConfig
 from ferkit.data import load_dataset
+from ferkit.data.dataset import FaceDataset
 from ferkit.data.splits import make_splits
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.experiment import load_splits, resume_run, train_run
+from ferkit.models.classifier import prepare_input
 from ferkit.models.files import ModelInfo, save_model
-from ferkit.train import distillation_loss, fit, scheduled_lr
+from ferkit.train import TrainingInterrupted, distillation_loss, fit, scheduled_lr
+from ferkit.training import Callback, Checkpointing, EpochLog, Trainer
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 QUICK = dict(model="seed_cnn", batch_size=32, precision="fp32", threads=2, seed=3)
@@ -46,23 +53,140 @@ def test_smoke_run_writes_everything(fer2013_small, tmp_path):
     assert "PrivateTest" in (run / "report.txt").read_text() or "test: accuracy" in (run / "report.txt").read_text()
 
 
+# ---------------------------------------------------------------- the trainer on its own
+
+def _faces(n: int, seed: int) -> FaceDataset:
+    rng = np.random.default_rng(seed)
+    return FaceDataset(images=rng.integers(0, 256, (n, 48, 48), dtype=np.uint8),
+                       labels=rng.integers(0, len(CLASSES), n), class_names=list(CLASSES))
+
+
+def _trainer(callbacks=(), **options) -> Trainer:
+    """seed_cnn on 64 random faces (two batches of 32), validated on 32 others."""
+    cfg = TrainConfig(**{**QUICK, "device": "cpu", "epochs": 2, **options})
+    return Trainer(cfg, _faces(64, seed=0), _faces(32, seed=1), callbacks, progress=False)
+
+
+def _next_draws(trainer: Trainer) -> list[torch.Tensor]:
+    """What the trainer's random generators give next: batch order, augmentation, torch's global RNGs."""
+    order = trainer.batch_order(trainer.epoch)
+    augment = partial(trainer.augment, generator=trainer.augment_generator)
+    augmented = prepare_input(trainer.train_images[order[:8]], trainer.mean, trainer.std, trainer.device,
+                              channels_last=False, augment=augment)
+    return [order, augmented, torch.rand(4), torch.rand(4, device=trainer.device)]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_trainer_state_holds_every_random_generator(device):
+    options = {"device": device, "augment": AugmentConfig(erasing=0.5)}
+    trainer = _trainer(**options)
+    trainer.train_one_epoch(0)  # every generator has moved on from its seed
+    state = copy.deepcopy(trainer.state_dict())
+    if device == "cpu":  # one CPU generator draws batch order and augmentation
+        assert trainer.augment_generator is trainer.generator
+        assert {"generator", "torch_rng"} <= state.keys()
+    else:  # augmentation draws on the GPU from a generator of its own, not from the global (unsaved) one
+        assert trainer.augment_generator.device.type == "cuda"
+        assert {"generator", "torch_rng", "augment_generator", "cuda_rng"} <= state.keys()
+    expected = _next_draws(trainer)
+
+    fresh = _trainer(**options, seed=99)
+    assert not torch.equal(_next_draws(fresh)[0], expected[0])
+    fresh.load_state_dict(state)
+    for a, b in zip(expected, _next_draws(fresh), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_train_step_updates_the_weights_and_lowers_the_loss():
+    still = AugmentConfig(rotation=0, width_shift=0, height_shift=0, zoom=0, horizontal_flip=False)
+    trainer = _trainer(augment=still)
+    images, labels = trainer.train_images[:16], trainer.train_labels[:16]
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    losses = [trainer.train_step(images, labels)[0].item() for _ in range(8)]
+    assert losses[-1] < losses[0] * 0.8, losses
+    after = trainer.model.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before if k.endswith(".weight"))
+
+
+class Recorder(Callback):
+    def __init__(self, name: str, events: list) -> None:
+        self.name, self.events = name, events
+
+    def setup(self, trainer):
+        self.events.append((self.name, "setup"))
+
+    def on_train_start(self, trainer):
+        self.events.append((self.name, "train_start"))
+
+    def on_epoch_start(self, trainer, epoch):
+        self.events.append((self.name, "epoch_start", epoch))
+
+    def on_step_end(self, trainer, step):
+        self.events.append((self.name, "step_end", step))
+
+    def on_epoch_end(self, trainer, row):
+        self.events.append((self.name, "epoch_end", row["epoch"], trainer.history[-1] is row))
+
+    def on_train_end(self, trainer):
+        self.events.append((self.name, "train_end"))
+
+
+def test_callbacks_are_called_in_order():
+    events = []
+    _trainer([Recorder("a", events), Recorder("b", events)]).run()
+    expected = [("a", "setup"), ("b", "setup"), ("a", "train_start"), ("b", "train_start")]
+    for epoch in range(2):
+        expected += [("a", "epoch_start", epoch), ("b", "epoch_start", epoch)]
+        for step in range(2):
+            expected += [("a", "step_end", step), ("b", "step_end", step)]
+        expected += [("a", "epoch_end", epoch + 1, True), ("b", "epoch_end", epoch + 1, True)]
+    assert events == expected + [("a", "train_end"), ("b", "train_end")]
+
+
+def test_a_callback_stops_the_run_and_only_the_writer_writes(tmp_path):
+    class Stop(Callback):
+        def on_epoch_end(self, trainer, row):
+            trainer.should_stop = True
+
+    class Reader(Trainer):  # what every process but one is in distributed training
+        is_writer = False
+
+    lines = []
+    callbacks = [Checkpointing(tmp_path / "quiet", {"config.json": {}}), EpochLog(lines.append), Stop()]
+    reader = Reader(TrainConfig(**QUICK, epochs=3), _faces(64, 0), _faces(32, 1), callbacks, progress=False)
+    reader.run()
+    assert reader.epoch == 1 and not lines and not (tmp_path / "quiet").exists()
+    writer = _trainer([Checkpointing(tmp_path / "run", {"config.json": {}}), EpochLog(lines.append), Stop()])
+    writer.run()
+    assert writer.epoch == 1 and lines[0].startswith("epoch   1/2  lr 1.00e-03  loss ")
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"config.json", "checkpoint.pt", "history.json",
+                                                               "best.safetensors", "best.json"}
+
+
 def _weights(run) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
 
 
 @pytest.mark.parametrize("extras", ["plain", "ema+teacher"])
-def test_resume_after_interrupt_equals_uninterrupted(fer2013_small, tmp_path, model_file, extras):
+def test_resume_after_interrupt_equals_uninterrupted(fer2013_small, tmp_path, model_file, extras,
+                                                     monkeypatch):
     options = {"ema_decay": 0.9, "teacher": str(model_file), "distill_weight": 0.5,
                "distill_temperature": 2.0} if extras != "plain" else {}
     cfg = TrainConfig(data=str(fer2013_small), epochs=3, **QUICK, **options)
     train_run(cfg, tmp_path / "straight", progress=False, log=quiet)
 
-    def stop_after_epoch_two(line: str) -> None:
-        if line.startswith("epoch   2/"):
-            raise KeyboardInterrupt
+    train_step = Trainer.train_step
 
-    with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, tmp_path / "broken", progress=False, log=stop_after_epoch_two)
+    def ctrl_c_in_epoch_three(trainer, images, labels):
+        if trainer.epoch == 2:
+            raise KeyboardInterrupt
+        return train_step(trainer, images, labels)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", ctrl_c_in_epoch_three)
+        with pytest.raises(TrainingInterrupted, match="during epoch 3; the checkpoint holds 2 finished"):
+            train_run(cfg, tmp_path / "broken", progress=False, log=quiet)
     assert len(json.loads((tmp_path / "broken" / "history.json").read_text())) == 2
     resume_run(tmp_path / "broken", progress=False, log=quiet)
 
@@ -92,13 +216,13 @@ def test_extend_finished_run_with_new_learning_rate(fer2013_small, tmp_path):
 
 
 def test_early_stopping_stops(fer2013_small, tmp_path, monkeypatch):
-    import ferkit.train
-
     val_accs = iter([0.30, 0.40, 0.40, 0.39, 0.50, 0.60])  # best at epoch 2, then two epochs without gain
-    monkeypatch.setattr(ferkit.train, "evaluate_loss_acc", lambda *a, **k: (1.0, next(val_accs)))
+    monkeypatch.setattr(Trainer, "validate", lambda trainer: (1.0, next(val_accs)))
     cfg = TrainConfig(data=str(fer2013_small), epochs=6, early_stopping=2, **QUICK)
-    summary = ferkit.train.fit(cfg, load_splits(cfg), tmp_path / "run", progress=False, log=quiet)
+    lines = []
+    summary = fit(cfg, load_splits(cfg), tmp_path / "run", progress=False, log=lines.append)
     assert summary["epochs"] == 4 and summary["best_epoch"] == 2
+    assert lines[-1] == "early stopping: no better validation accuracy for 2 epochs"
 
 
 def test_best_model_file_matches_best_epoch(fer2013_small, tmp_path):
@@ -111,17 +235,15 @@ def test_best_model_file_matches_best_epoch(fer2013_small, tmp_path):
 
 
 def test_ema_run_validates_and_saves_the_averaged_weights(fer2013_small, tmp_path, monkeypatch):
-    import ferkit.train
-
     seen = []
 
-    def record(model, *args, **kwargs):  # every epoch improves, so best.safetensors holds the last epoch's weights
-        seen.append(model)
+    def record(trainer):  # every epoch improves, so best.safetensors holds the last epoch's weights
+        seen.append(trainer.eval_model)
         return 1.0, 0.1 * len(seen)
 
-    monkeypatch.setattr(ferkit.train, "evaluate_loss_acc", record)
+    monkeypatch.setattr(Trainer, "validate", record)
     cfg = TrainConfig(data=str(fer2013_small), epochs=2, ema_decay=0.9, **QUICK)
-    ferkit.train.fit(cfg, load_splits(cfg), tmp_path / "run", progress=False, log=quiet)
+    fit(cfg, load_splits(cfg), tmp_path / "run", progress=False, log=quiet)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     best = load_file(str(tmp_path / "run" / "best.safetensors"))
     assert isinstance(seen[0], torch.nn.Module) and all(m is seen[0] for m in seen)

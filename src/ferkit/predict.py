@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 

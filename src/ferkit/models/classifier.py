@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -52,6 +53,18 @@ def autocast(device: torch.device, precision: str):
 def to_input(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """uint8 N×H×W (any device) → normalised float N×1×H×W."""
     return images.unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
+
+
+def prepare_input(images: torch.Tensor, mean: float, std: float, device: torch.device, channels_last: bool,
+                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """uint8 N×H×W → a model's input on `device`: normalised float N×1×H×W, augmented if asked.
+
+    channels_last: the layout CPU convolutions run fastest in (set it where the model is channels-last too).
+    """
+    x = to_input(images.to(device), mean, std)
+    if augment is not None:
+        x = augment(x)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -105,9 +118,8 @@ class Classifier:
             crops = torch.from_numpy(resize_crops(np.asarray(crops, dtype=np.uint8), self.info.in_size))
         out = []
         for start in range(0, len(crops), batch_size):
-            x = to_input(crops[start:start + batch_size].to(self.device), self.info.mean, self.info.std)
-            if self.precision == "bf16" and self.device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = prepare_input(crops[start:start + batch_size], self.info.mean, self.info.std, self.device,
+                              channels_last=self.precision == "bf16" and self.device.type == "cpu")
             with autocast(self.device, self.precision):
                 out.append(self.model(x).float())
         if not out:
