@@ -44,7 +44,8 @@ def onnx_session(model: torch.nn.Module, path: Path, threads: int) -> ort.Infere
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, (torch.zeros(1, 1, IN_SIZE, IN_SIZE),), str(path), dynamo=False, opset_version=17,
-            input_names=["image"], output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
+            input_names=["image"], output_names=["logits"],
+            dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
         )  # fmt: skip
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -83,7 +84,8 @@ def bench_model(name: str, batches: list[int], seconds: float, threads: int, tmp
         x = torch.rand(batch, 1, IN_SIZE, IN_SIZE)
         rates = {key: faces_per_second(fn, x, seconds) for key, fn in run.items()}
         cells = "".join(f"{r:>10,.0f}" for r in rates.values())
-        print(f"{name:<18}{params:>8.2f}M{mmacs:>8.1f}{batch:>7}{cells}  {max(rates, key=rates.get)}", flush=True)
+        print(f"{name:<18}{params:>8.2f}M{mmacs:>8.1f}{batch:>7}{cells}  {max(rates, key=rates.get)}",
+              flush=True)
 
 
 def main() -> None:
@@ -95,9 +97,11 @@ def main() -> None:
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
-    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {threads} threads, {platform.processor() or platform.machine()}")
+    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {threads} threads, "
+          f"{platform.processor() or platform.machine()}")
     print(f"faces/s on {IN_SIZE}×{IN_SIZE}×1 inputs, best of {WINDOWS} windows; MMACs per face")
-    print(f"{'model':<18}{'params':>9}{'MMACs':>8}{'batch':>7}{'fp32':>10}{'bf16+CL':>10}{'onnxrt':>10}  best")
+    print(f"{'model':<18}{'params':>9}{'MMACs':>8}{'batch':>7}{'fp32':>10}{'bf16+CL':>10}"
+          f"{'onnxrt':>10}  best")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             bench_model(name, [int(b) for b in args.batch.split(",")], args.seconds, threads, Path(tmp))

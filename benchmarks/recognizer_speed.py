@@ -23,7 +23,8 @@ from ferkit.models.files import bundled_model_path
 from ferkit.models.onnx import OnnxClassifier
 from ferkit.predict import Recognizer
 
-DATASETS = Path(os.environ.get("FERKIT_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATASETS = Path(os.environ.get("FERKIT_DATASETS",
+                               Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 def best_rate(fn, items: int, seconds: float, windows: int = 5) -> float:

@@ -86,16 +86,18 @@ class Env:
         return self.tmp / "out"
 
     def predict(self, *inputs: Path, out: bool = True) -> list[str]:
-        argv = ["predict", *map(str, inputs), "--model", str(self.model), "--backend", "torch", "--no-progress"]
+        argv = ["predict", *map(str, inputs), "--model", str(self.model), "--backend", "torch",
+                "--no-progress"]
         return argv + (["--out", str(self.out), "--csv", str(self.out / "faces.csv")] if out else [])
 
     def video(self, path: Path) -> list[str]:
-        return ["video", str(path), "--csv", str(self.out / "frames.csv"), "--plot", str(self.out / "plot.png"),
+        return ["video", str(path), "--csv", str(self.out / "frames.csv"),
+                "--plot", str(self.out / "plot.png"),
                 "--model", str(self.model), "--backend", "torch", "--no-progress"]
 
     def train(self, data: Path | str, *extra: str) -> list[str]:
-        return ["train", "--data", str(data), "--out", str(self.tmp / "run"), "--epochs", "1", "--precision", "fp32",
-                "--no-progress", *extra]
+        return ["train", "--data", str(data), "--out", str(self.tmp / "run"), "--epochs", "1",
+                "--precision", "fp32", "--no-progress", *extra]
 
     def recognizer(self) -> Recognizer:
         return Recognizer(model=self.model, backend="torch")
@@ -191,8 +193,8 @@ def _(env):
 @case("missing-video")
 def _(env):
     path = env.tmp / "clip.mp4"
-    return Case(env.video(path), ("clip.mp4", "no such video file"), lambda: open_video(str(path)), VideoError,
-                absent=(env.out,))
+    return Case(env.video(path), ("clip.mp4", "no such video file"), lambda: open_video(str(path)),
+                VideoError, absent=(env.out,))
 
 
 @case("missing-model")
@@ -207,16 +209,16 @@ def _(env):
     folder = env.tmp / "holiday"
     folder.mkdir()
     (folder / "notes.txt").write_text("no pictures here")
-    return Case(env.predict(folder), ("holiday", "folder holds no images"), lambda: load_image(folder), ImageError,
-                api_words=("holiday", "is a directory"), absent=(env.out,))
+    return Case(env.predict(folder), ("holiday", "folder holds no images"), lambda: load_image(folder),
+                ImageError, api_words=("holiday", "is a directory"), absent=(env.out,))
 
 
 @case("folder-as-video")
 def _(env):
     folder = env.tmp / "clips.mp4"
     folder.mkdir()
-    return Case(env.video(folder), ("clips.mp4", "is a directory"), lambda: open_video(str(folder)), VideoError,
-                absent=(env.out,))
+    return Case(env.video(folder), ("clips.mp4", "is a directory"), lambda: open_video(str(folder)),
+                VideoError, absent=(env.out,))
 
 
 @case("folder-as-model")
@@ -231,8 +233,8 @@ def _(env):
 def _(env):
     path = env.tmp / "face.jpg"
     shutil.copy(env.face48, path)
-    return Case(env.train(path), ("face.jpg", "is a file, not a dataset"), lambda: load_dataset(path), DataError,
-                absent=(env.tmp / "run",))
+    return Case(env.train(path), ("face.jpg", "is a file, not a dataset"), lambda: load_dataset(path),
+                DataError, absent=(env.tmp / "run",))
 
 
 @case("csv-where-folder-format-forced")
@@ -396,15 +398,15 @@ def _(env):
 @case("dataset-no-class-folders")
 def _(env):
     root = _tree(env.tmp / "flat", env.face48, ["a.jpg", "b.jpg"])
-    return Case(env.train(root), ("flat", "2 images but no class folders"), lambda: load_dataset(root, cache=False),
-                DataError, absent=(env.tmp / "run",))
+    return Case(env.train(root), ("flat", "2 images but no class folders"),
+                lambda: load_dataset(root, cache=False), DataError, absent=(env.tmp / "run",))
 
 
 @case("dataset-empty-class-folder")
 def _(env):
     root = _tree(env.tmp / "faces", env.face48, ["happy/a.jpg", "sad/"])
-    return Case(env.train(root), ("faces/sad", "class folder has no images"), lambda: load_dataset(root, cache=False),
-                DataError, absent=(env.tmp / "run",))
+    return Case(env.train(root), ("faces/sad", "class folder has no images"),
+                lambda: load_dataset(root, cache=False), DataError, absent=(env.tmp / "run",))
 
 
 @case("dataset-classes-differ-between-splits")
@@ -421,8 +423,8 @@ def _(env):
     for rel in ("happy/a.jpg", "sad/b.png"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    return Case(env.train(root), ("no readable images", "happy/a.jpg"), lambda: load_dataset(root, cache=False),
-                DataError, absent=(env.tmp / "run",))
+    return Case(env.train(root), ("no readable images", "happy/a.jpg"),
+                lambda: load_dataset(root, cache=False), DataError, absent=(env.tmp / "run",))
 
 
 @case("dataset-decompression-bombs")
@@ -456,7 +458,8 @@ def _csv_case(env: Env, text: str, words: tuple[str, ...], name: str = "fer2013.
 
 @case("csv-missing-column")
 def _(env):
-    return _csv_case(env, "emotion,Usage\n0,Training\n", ("missing column 'pixels'", "found columns: emotion, Usage"))
+    return _csv_case(env, "emotion,Usage\n0,Training\n",
+                     ("missing column 'pixels'", "found columns: emotion, Usage"))
 
 
 @case("csv-row-with-2303-pixels")
@@ -590,8 +593,8 @@ def _(env):
     meta = path.with_suffix(".json")
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "class_names": [*CLASSES, "contempt"]}))
     return Case(env.predict(env.photo) + ["--model", str(path)],
-                ("model.safetensors", "8 classes", "shape mismatch"), lambda: load_model(path), ModelFileError,
-                absent=(env.out,))
+                ("model.safetensors", "8 classes", "shape mismatch"), lambda: load_model(path),
+                ModelFileError, absent=(env.out,))
 
 
 @case("model-sidecar-wrong-types")
@@ -599,7 +602,8 @@ def _(env):  # used to load, then fail with a TypeError traceback on the first f
     path = env.copy_model()
     meta = path.with_suffix(".json")
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "mean": "0.5"}))
-    return Case(env.predict(env.photo) + ["--model", str(path)], ("model.json", "mean and std must be numbers"),
+    return Case(env.predict(env.photo) + ["--model", str(path)],
+                ("model.json", "mean and std must be numbers"),
                 lambda: load_model(path), ModelFileError, absent=(env.out,))
 
 
@@ -620,7 +624,8 @@ def _(env):
 
 def _run_dir(env: Env, checkpoint: bytes | None = None) -> Path:
     run = env.tmp / "run"
-    write_json(run / "config.json", asdict(TrainConfig(data=str(env.fer2013_small), epochs=2, precision="fp32")))
+    write_json(run / "config.json",
+               asdict(TrainConfig(data=str(env.fer2013_small), epochs=2, precision="fp32")))
     if checkpoint is not None:
         (run / CHECKPOINT).write_bytes(checkpoint)
     return run
@@ -714,8 +719,8 @@ def _(env):
         finally:
             holds_epoch_one(runs[1])
 
-    argv = ["train", "--data", str(env.fer2013_small), "--out", str(runs[0]), "--epochs", "2", "--precision", "fp32",
-            "--threads", "1", "--no-progress"]
+    argv = ["train", "--data", str(env.fer2013_small), "--out", str(runs[0]), "--epochs", "2",
+            "--precision", "fp32", "--threads", "1", "--no-progress"]
     return Case(argv, ("checkpoint.pt", "No space left on device"), api, OutputError,
                 absent=(runs[0] / "metrics.json",), after=lambda: holds_epoch_one(runs[0]))
 
@@ -726,14 +731,17 @@ def _(env):
 def _(env):
     target = env.tmp / "results.txt"
     target.write_text("an existing file\n")
-    return Case(["predict", str(env.photo), "--model", str(env.model), "--backend", "torch", "--out", str(target)],
-                ("results.txt", "cannot write here", "is a file, not a folder"), lambda: write_bytes(target / "a.jpg", b"x"), OutputError,
+    return Case(["predict", str(env.photo), "--model", str(env.model), "--backend", "torch",
+                 "--out", str(target)],
+                ("results.txt", "cannot write here", "is a file, not a folder"),
+                lambda: write_bytes(target / "a.jpg", b"x"), OutputError,
                 after=lambda: target.read_text() == "an existing file\n")
 
 
 @case("output-not-writable")
 def _(env):
-    blocker = env.tmp / "notes.txt"  # root ignores chmod: a path under a regular file is unwritable for anyone
+    # root ignores chmod: a path under a regular file is unwritable for anyone
+    blocker = env.tmp / "notes.txt"
     blocker.write_text("a file, not a folder\n")
     run = blocker / "run"
 
@@ -741,7 +749,8 @@ def _(env):
         train_run(TrainConfig(data=str(env.fer2013_small), epochs=1, precision="fp32"), run, progress=False,
                   log=lambda _: None)
 
-    return Case(["train", "--data", str(env.fer2013_small), "--out", str(run), "--epochs", "1", "--no-progress"],
+    return Case(["train", "--data", str(env.fer2013_small), "--out", str(run), "--epochs", "1",
+                 "--no-progress"],
                 ("notes.txt/run", "cannot write here", "notes.txt is a file, not a folder"), api, OutputError)
 
 
@@ -749,7 +758,8 @@ def _(env):
 def _(env):
     folder = env.tmp / "faces.csv"
     folder.mkdir()
-    return Case(["predict", str(env.photo), "--model", str(env.model), "--backend", "torch", "--csv", str(folder)],
+    return Case(["predict", str(env.photo), "--model", str(env.model), "--backend", "torch",
+                 "--csv", str(folder)],
                 ("faces.csv", "write failed"), lambda: write_text(folder, "x"), OutputError,
                 after=lambda: not list(folder.iterdir()))
 
@@ -765,7 +775,8 @@ def _(env):
         writer.write(frame)
     writer.release()
     return Case(["video", str(clip), "--csv", str(blocker / "frames.csv"), "--model", str(env.model),
-                 "--backend", "torch", "--no-progress"], ("notes.txt/frames.csv", "notes.txt is a file, not a folder"),
+                 "--backend", "torch", "--no-progress"],
+                ("notes.txt/frames.csv", "notes.txt is a file, not a folder"),
                 lambda: process_video(clip, env.recognizer(), csv_path=blocker / "frames.csv"), OutputError)
 
 
@@ -773,7 +784,8 @@ def _(env):
 
 @case("unknown-dataset-format")
 def _(env):
-    return Case(env.train(env.fer2013_small, "--format", "imagenet"), ("--format", "invalid choice", "imagenet"),
+    return Case(env.train(env.fer2013_small, "--format", "imagenet"),
+                ("--format", "invalid choice", "imagenet"),
                 lambda: load_dataset(env.fer2013_small, format="imagenet"), ConfigError,
                 api_words=("imagenet", "fer2013-folders"), absent=(env.tmp / "run",))
 
@@ -836,8 +848,8 @@ def _warnings_as_a_user_sees_them():
         warnings.simplefilter("default")
         for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
             warnings.simplefilter("ignore", category)
-        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
-            warnings.formatwarning(message, category, filename, lineno, line))
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
+            sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
         yield
 
 

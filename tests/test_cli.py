@@ -10,7 +10,8 @@ import pytest
 
 from ferkit.cli import build_parser, main
 
-SUBCOMMANDS = ["train", "evaluate", "summary", "models", "predict", "video", "webcam", "export", "demo", "crop"]
+SUBCOMMANDS = ["train", "evaluate", "summary", "models", "predict", "video", "webcam", "export", "demo",
+               "crop"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -29,8 +30,8 @@ def test_every_subcommand_is_registered():
 
 def test_train_then_evaluate(fer2013_small, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(fer2013_small), "--model", "seed_cnn", "--epochs", "1", "--out", str(run),
-                 "--precision", "fp32", "--no-progress"]) == 0
+    assert main(["train", "--data", str(fer2013_small), "--model", "seed_cnn", "--epochs", "1",
+                 "--out", str(run), "--precision", "fp32", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "test: accuracy" in out and "PrivateTest" in out
     assert main(["evaluate", "--run", str(run), "--split", "val", "--out", str(tmp_path / "eval")]) == 0
@@ -55,7 +56,8 @@ def test_summary_prints_layers(capsys):
     (["summary", "--model", "no_such_net"], "no_such_net"),
 ])
 def test_user_mistakes_give_one_line_and_exit_2(argv, words):
-    result = subprocess.run([sys.executable, "-m", "ferkit.cli", *argv], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "ferkit.cli", *argv], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("ferkit: error:") and words in lines[0], result.stderr

@@ -29,7 +29,8 @@ from safetensors.torch import load_file
 from ferkit.train import BEST, CHECKPOINT
 
 EPOCHS = 4
-ARGS = ["--model", "seed_cnn", "--epochs", str(EPOCHS), "--precision", "fp32", "--threads", "1", "--no-progress"]
+ARGS = ["--model", "seed_cnn", "--epochs", str(EPOCHS), "--precision", "fp32", "--threads", "1",
+        "--no-progress"]
 COMPARED = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc")  # everything but timings
 
 
@@ -70,15 +71,16 @@ def _wait_for_first_epoch(proc: subprocess.Popen, run: Path, timeout: float = 12
 
 
 def _resume(run: Path) -> None:
-    result = subprocess.run(_ferkit("train", "--resume", run, "--no-progress"), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(_ferkit("train", "--resume", run, "--no-progress"), capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr
 
 
 def _assert_same_run(run: Path, reference: Path) -> None:
     history = _history(run)
     assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
-    assert [{k: h[k] for k in COMPARED} for h in history] == [{k: h[k] for k in COMPARED} for h in _history(reference)]
+    assert ([{k: h[k] for k in COMPARED} for h in history]
+            == [{k: h[k] for k in COMPARED} for h in _history(reference)])
     a = torch.load(run / CHECKPOINT, weights_only=True)
     b = torch.load(reference / CHECKPOINT, weights_only=True)
     assert a["epoch"] == b["epoch"] == EPOCHS and a["best"] == b["best"]
@@ -86,7 +88,8 @@ def _assert_same_run(run: Path, reference: Path) -> None:
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     best_a, best_b = load_file(str(run / BEST)), load_file(str(reference / BEST))
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_b)
-    assert json.loads((run / "metrics.json").read_text()) == json.loads((reference / "metrics.json").read_text())
+    assert (json.loads((run / "metrics.json").read_text())
+            == json.loads((reference / "metrics.json").read_text()))
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 

@@ -125,7 +125,8 @@ def test_cli_predict_text_json_out_csv(model_file, photos_dir, tmp_path, capsys)
     capsys.readouterr()
     images = sorted(out.glob("*_annotated.jpg"))
     assert len(images) == 40
-    assert Image.open(images[0]).size == Image.open(photos_dir / "expw" / images[0].name.replace("_annotated", "")).size
+    assert (Image.open(images[0]).size
+            == Image.open(photos_dir / "expw" / images[0].name.replace("_annotated", "")).size)
     rows = list(csv.DictReader(table.open()))
     assert len(rows) >= 90 and {"file", "face", "x1", "label", "p_happy"} <= set(rows[0])
 

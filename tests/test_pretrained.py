@@ -1,4 +1,4 @@
-"""The bundled pretrained model: loads offline, reproduces its recorded PrivateTest accuracy, runs the demo."""
+"""The bundled pretrained model: loads offline, matches its recorded PrivateTest accuracy, runs the demo."""
 
 from __future__ import annotations
 

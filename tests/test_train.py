@@ -38,10 +38,11 @@ def test_smoke_run_writes_everything(fer2013_small, tmp_path):
     cfg = TrainConfig(data=str(fer2013_small), epochs=1, **QUICK)
     summary = train_run(cfg, tmp_path / "run", progress=False, log=quiet)
     run = tmp_path / "run"
-    for name in ("config.json", "splits.json", "history.json", "checkpoint.pt", "best.safetensors", "best.json",
-                 "metrics.json", "report.txt"):
+    for name in ("config.json", "splits.json", "history.json", "checkpoint.pt", "best.safetensors",
+                 "best.json", "metrics.json", "report.txt"):
         assert (run / name).stat().st_size > 0, name
-    for png in ("curves", "class_distribution", "confusion_test", "confusion_test_normalised", "samples_test"):
+    for png in ("curves", "class_distribution", "confusion_test", "confusion_test_normalised",
+                "samples_test"):
         data = (run / "plots" / f"{png}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, png
     metrics = json.loads((run / "metrics.json").read_text())
@@ -50,7 +51,8 @@ def test_smoke_run_writes_everything(fer2013_small, tmp_path):
     assert 0.0 <= summary["test_acc"] <= 1.0
     splits = json.loads((run / "splits.json").read_text())
     assert "PublicTest" in splits["description"] and splits["train"]["size"] == 7 * 30
-    assert "PrivateTest" in (run / "report.txt").read_text() or "test: accuracy" in (run / "report.txt").read_text()
+    assert ("PrivateTest" in (run / "report.txt").read_text()
+            or "test: accuracy" in (run / "report.txt").read_text())
 
 
 # ---------------------------------------------------------------- the trainer on its own
@@ -199,7 +201,8 @@ def test_resume_after_interrupt_equals_uninterrupted(fer2013_small, tmp_path, mo
     wa, wb = _weights(tmp_path / "straight"), _weights(tmp_path / "broken")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     if options:
-        ea, eb = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["ema"] for r in ("straight", "broken"))
+        ea, eb = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["ema"]
+                  for r in ("straight", "broken"))
         assert all(torch.equal(ea[k], eb[k]) for k in ea)
 
 
@@ -264,7 +267,7 @@ def test_distillation_loss_is_zero_for_the_teacher_itself_and_scaled_by_t_square
 
 
 def test_distilling_from_a_teacher_pulls_the_model_towards_it(fer2013_small, tmp_path, model_file):
-    """The same run with pure distillation (weight 1) agrees with the teacher far more than with labels only."""
+    """With pure distillation (weight 1) a run agrees with the teacher far more than with labels only."""
     from ferkit.models import create_model
     from ferkit.models.classifier import Classifier
 
@@ -279,7 +282,8 @@ def test_distilling_from_a_teacher_pulls_the_model_towards_it(fer2013_small, tmp
         model = create_model("seed_cnn", num_classes=7)
         model.load_state_dict(state["model"])
         info = ModelInfo("seed_cnn", list(CLASSES), mean=state["mean"], std=state["std"])
-        return float((Classifier(model, info, device="cpu").predict_proba(images).argmax(1) == teacher).mean())
+        return float((Classifier(model, info, device="cpu").predict_proba(images).argmax(1)
+                      == teacher).mean())
 
     distilled, labels_only = agreement(1.0), agreement(0.0)
     assert distilled > labels_only + 0.2, (distilled, labels_only)
@@ -297,7 +301,8 @@ def test_teacher_must_match_the_classes_and_size(fer2013_small, tmp_path):
     with pytest.raises(ConfigError, match="no such model file"):
         train_run(cfg, tmp_path / "run2", progress=False, log=quiet)
     lines = []
-    fit(replace(cfg, teacher="default"), load_splits(cfg), tmp_path / "run3", progress=False, log=lines.append)
+    fit(replace(cfg, teacher="default"), load_splits(cfg), tmp_path / "run3", progress=False,
+        log=lines.append)
     assert "distilling from default" in lines[0]
 
 

@@ -21,12 +21,14 @@ SIZE = (480, 400)  # width, height
 
 @pytest.fixture(scope="module")
 def photo_video(photos_dir, tmp_path_factory):
-    """12 frames of angry_man.jpg drifting right on the left, then 8 of crying_woman.jpg on the right; 10 fps."""
+    """12 frames of angry_man.jpg drifting right on the left, then 8 of crying_woman.jpg on the right,
+    at 10 fps."""
     path = tmp_path_factory.mktemp("video") / "photos.mp4"
     man = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     man[50:350, :240] = np.asarray(Image.open(photos_dir / "angry_man.jpg").convert("RGB").resize((240, 300)))
     woman = np.zeros_like(man)
-    woman[150:366, 260:460] = np.asarray(Image.open(photos_dir / "crying_woman.jpg").convert("RGB").resize((200, 216)))
+    woman[150:366, 260:460] = np.asarray(Image.open(photos_dir / "crying_woman.jpg").convert("RGB")
+                                         .resize((200, 216)))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, SIZE)
     for i in range(12):
         writer.write(cv2.cvtColor(np.roll(man, 2 * i, axis=1), cv2.COLOR_RGB2BGR))

@@ -28,14 +28,15 @@ def _add_train(sub) -> None:
     from .options import add_arguments
 
     p = sub.add_parser("train", help="train a CNN on a dataset and write a run directory with its report",
-                       description="Train a model. With FER2013 it trains on Training, selects the best epoch on "
-                       "PublicTest and reports PrivateTest; CK+ gets a subject-independent split. Options come "
-                       "from the defaults, then --config, then the flags given.")
-    p.add_argument("--config", metavar="RECIPE", help="a YAML or JSON recipe of options (e.g. configs/default.yaml "
-                   "or a run's config.json); flags override it")
+                       description="Train a model. With FER2013 it trains on Training, selects the best "
+                       "epoch on PublicTest and reports PrivateTest; CK+ gets a subject-independent split. "
+                       "Options come from the defaults, then --config, then the flags given.")
+    p.add_argument("--config", metavar="RECIPE", help="a YAML or JSON recipe of options (e.g. "
+                   "configs/default.yaml or a run's config.json); flags override it")
     p.add_argument("--print-config", action="store_true", help="print the resulting recipe as YAML and exit")
     p.add_argument("--out", help="run directory (default runs/<model>-<data name>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run, or extend it with --epochs/--lr")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run, or extend it with --epochs/--lr")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_arguments(p, TrainConfig)
     g = next(group for group in p._action_groups if group.title == "augmentation")
@@ -53,8 +54,8 @@ def train_config(args: argparse.Namespace):
     if getattr(args, "shift", None) is not None:
         flags = merge({"augment": {"width_shift": args.shift, "height_shift": args.shift}}, flags)
     if args.no_augment:
-        flags["augment"] = {"rotation": 0.0, "width_shift": 0.0, "height_shift": 0.0, "shear": 0.0, "zoom": 0.0,
-                            "horizontal_flip": False, "erasing": 0.0}
+        flags["augment"] = {"rotation": 0.0, "width_shift": 0.0, "height_shift": 0.0, "shear": 0.0,
+                            "zoom": 0.0, "horizontal_flip": False, "erasing": 0.0}
     return load_recipe(args.config, flags) if args.config else build(TrainConfig, flags, where="ferkit train")
 
 
@@ -79,11 +80,13 @@ def _train(args: argparse.Namespace) -> int:
         print(recipe_text(cfg), end="")
         return 0
     if not cfg.data:
-        raise FerkitError("train needs --data PATH (or --resume RUN_DIR, or a --config recipe naming the data)")
+        raise FerkitError("train needs --data PATH (or --resume RUN_DIR, or a --config recipe "
+                          "naming the data)")
     create_model(cfg.model)  # an unknown name fails here, before the data is read
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.model}-{Path(cfg.data).resolve().name}"
     if (out / "checkpoint.pt").exists():
-        raise FerkitError(f"{out} already holds a run; use --resume {out} to continue it or pick another --out")
+        raise FerkitError(f"{out} already holds a run; use --resume {out} to continue it "
+                          "or pick another --out")
     try:
         train_run(cfg, out, progress=progress)
     except KeyboardInterrupt:  # outside the batch loop (validation, checkpoint, report): the same advice
@@ -128,8 +131,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", help="dataset (default with --run: the one the run was trained on)")
     p.add_argument("--format", default=None, help="dataset layout (default: the run's, or detect)")
     p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
-                   help="which part of the data (FER2013: test = PrivateTest, val = PublicTest; 'all' = every image)")
-    p.add_argument("--out", help="folder for metrics/plots (default: the run directory, or no files with --model)")
+                   help="which part of the data (FER2013: test = PrivateTest, val = PublicTest; "
+                   "'all' = every image)")
+    p.add_argument("--out",
+                   help="folder for metrics/plots (default: the run directory, or no files with --model)")
     p.add_argument("--device", default="auto")
 
 
@@ -229,9 +234,11 @@ def _crop(args: argparse.Namespace) -> int:
 
     stats = crop_dataset(args.source, args.target, args.detector, args.size, args.margin, args.align,
                          args.skip_no_face, progress=False if args.no_progress else None)
-    print(f"wrote {stats.images} crops to {args.target}: {stats.faces} with a face, {len(stats.no_face)} without"
+    print(f"wrote {stats.images} crops to {args.target}: {stats.faces} with a face, "
+          f"{len(stats.no_face)} without"
           + (" (skipped)" if args.skip_no_face else " (centre crop)")
-          + (f", {len(stats.unreadable)} unreadable skipped (first: {stats.unreadable[0]})" if stats.unreadable else ""))
+          + (f", {len(stats.unreadable)} unreadable skipped (first: {stats.unreadable[0]})"
+             if stats.unreadable else ""))
     return 0
 
 
@@ -263,7 +270,8 @@ def _expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="find every face in images and say its expression",
                        description="Detect faces and classify their expressions. Prints one line per face; "
-                       "--out writes annotated images, --csv one row per face, --json machine-readable output.")
+                       "--out writes annotated images, --csv one row per face, --json machine-readable "
+                       "output.")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--out", help="folder for annotated images")
     p.add_argument("--csv", help="write one row per face to this CSV file")
@@ -329,8 +337,10 @@ def _add_video(sub) -> None:
     p.add_argument("--out", help="annotated video to write (.mp4 or .avi)")
     p.add_argument("--csv", help="one row per face per processed frame")
     p.add_argument("--plot", help="PNG of the expressions over time")
-    p.add_argument("--smooth", type=float, default=0.5, help="temporal smoothing of probabilities, 0..1 (0 = off)")
-    p.add_argument("--every", type=int, default=1, help="analyse every N-th frame (others reuse the last faces)")
+    p.add_argument("--smooth", type=float, default=0.5,
+                   help="temporal smoothing of probabilities, 0..1 (0 = off)")
+    p.add_argument("--every", type=int, default=1,
+                   help="analyse every N-th frame (others reuse the last faces)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--no-progress", action="store_true")
     _add_recognizer_options(p)
@@ -341,14 +351,16 @@ def _video(args: argparse.Namespace) -> int:
     from .video import process_video
 
     if not (0.0 <= args.smooth < 1.0) or args.every < 1:
-        raise ConfigError(f"--smooth must be in [0, 1) and --every ≥ 1 (got {args.smooth:g} and {args.every})")
+        raise ConfigError("--smooth must be in [0, 1) and --every ≥ 1 "
+                          f"(got {args.smooth:g} and {args.every})")
     if not (args.out or args.csv or args.plot):
         raise ConfigError("say what to write: --out VIDEO, --csv FILE and/or --plot PNG")
     from .stream import open_video
 
     open_video(args.input).release()  # a bad video fails before the model is loaded
-    result = process_video(args.input, _recognizer(args), args.out, args.csv, args.plot, smoothing=args.smooth,
-                           every=args.every, max_frames=args.max_frames, progress=False if args.no_progress else None)
+    result = process_video(args.input, _recognizer(args), args.out, args.csv, args.plot,
+                           smoothing=args.smooth, every=args.every, max_frames=args.max_frames,
+                           progress=False if args.no_progress else None)
     print(f"{args.input}: {result.frames} frames at {result.fps:.1f} fps, {result.faces} face detections, "
           f"{result.tracks} tracked faces")
     for kind, path in (("video", args.out), ("csv", args.csv), ("plot", args.plot)):

@@ -17,14 +17,16 @@ if TYPE_CHECKING:
 
 # One colour per canonical class (RGB), so a label looks the same in every picture.
 COLOURS = {"angry": (220, 40, 40), "disgust": (120, 160, 40), "fear": (150, 60, 200), "happy": (250, 200, 30),
-           "sad": (50, 110, 230), "surprise": (250, 130, 20), "neutral": (160, 160, 160), "contempt": (140, 90, 60)}
+           "sad": (50, 110, 230), "surprise": (250, 130, 20), "neutral": (160, 160, 160),
+           "contempt": (140, 90, 60)}
 
 
 def _colour(label: str) -> tuple[int, int, int]:
     return COLOURS.get(label, (0, 200, 120))
 
 
-def annotate(image: np.ndarray, faces: list[Face], bars: bool = True, ids: list[int] | None = None) -> np.ndarray:
+def annotate(image: np.ndarray, faces: list[Face], bars: bool = True,
+             ids: list[int] | None = None) -> np.ndarray:
     """A copy of the RGB `image` with each face drawn on it."""
     out = np.ascontiguousarray(image.copy())
     h, w = out.shape[:2]
@@ -42,7 +44,8 @@ def annotate(image: np.ndarray, faces: list[Face], bars: bool = True, ids: list[
         cv2.putText(out, text, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), thick,
                     cv2.LINE_AA)
         if bars and face.probs:
-            _draw_bars(out, face, x2 + 4 if x2 + 120 * scale < w else max(0, x1 - int(124 * scale)), y1, scale)
+            _draw_bars(out, face, x2 + 4 if x2 + 120 * scale < w else max(0, x1 - int(124 * scale)),
+                       y1, scale)
     return out
 
 

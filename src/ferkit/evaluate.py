@@ -1,4 +1,4 @@
-"""Score a trained model on a dataset: accuracy, per-class report, confusion matrix, and a run's report files."""
+"""Score a trained model on a dataset: accuracy, per-class report, confusion matrix, a run's report files."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def evaluate(classifier: FaceClassifier, data: FaceDataset, split: str = "test",
 
 
 def write_reports(run_dir: str | Path, evaluations: list[Evaluation], history: list[dict] | None = None,
-                  split_counts: dict[str, dict[str, int]] | None = None, samples: FaceDataset | None = None) -> dict:
+                  split_counts: dict[str, dict[str, int]] | None = None,
+                  samples: FaceDataset | None = None) -> dict:
     """metrics.json, report.txt and plots/*.png for a run; returns the metrics dict."""
     run_dir = Path(run_dir)
     plot_dir = run_dir / "plots"

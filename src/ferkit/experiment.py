@@ -55,7 +55,8 @@ def report_run(run_dir: str | Path, splits: Splits, log: Callable[[str], None] =
 
 
 def train_run(cfg: TrainConfig, run_dir: str | Path, progress: bool | None = None,
-              log: Callable[[str], None] = print, *, _resume: bool = False, _extend_lr: float | None = None) -> dict:
+              log: Callable[[str], None] = print, *, _resume: bool = False,
+              _extend_lr: float | None = None) -> dict:
     """Train into `run_dir`, then evaluate the best model and write the report. Returns the summary."""
     run_dir = Path(run_dir)
     splits = load_splits(cfg)
@@ -79,6 +80,7 @@ def resume_run(run_dir: str | Path, epochs: int | None = None, lr: float | None 
         raise ConfigError(f"--lr must be > 0, got {lr:g}")
     if epochs is not None:
         if epochs < cfg.epochs:
-            raise ConfigError(f"--epochs {epochs} is less than the run's {cfg.epochs}; a run can only be extended")
+            raise ConfigError(f"--epochs {epochs} is less than the run's {cfg.epochs}; "
+                              "a run can only be extended")
         cfg = replace(cfg, epochs=epochs)
     return train_run(cfg, run_dir, progress=progress, log=log, _resume=True, _extend_lr=lr)

@@ -90,5 +90,6 @@ class Recognizer:
         if isinstance(face_crops, np.ndarray) and face_crops.ndim == 3 and face_crops.dtype == np.uint8:
             crops = face_crops
         else:
-            crops = np.stack([resize_crops(load_image(c, mode="gray")[None], self.input_size)[0] for c in face_crops])
+            crops = np.stack([resize_crops(load_image(c, mode="gray")[None], self.input_size)[0]
+                              for c in face_crops])
         return [Prediction(p) for p in self._probs(crops)]

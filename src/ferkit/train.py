@@ -61,14 +61,16 @@ class Teacher:
         except ModelFileError as exc:
             raise ConfigError(f"teacher: {exc}") from None
         if list(info.class_names) != list(class_names) or info.in_size != image_size or info.in_channels != 1:
-            raise ConfigError(f"{path}: the teacher predicts {info.class_names} from {info.in_size}px, but the data "
-                              f"has {list(class_names)} at {image_size}px; a teacher must match both")
+            raise ConfigError(f"{path}: the teacher predicts {info.class_names} from {info.in_size}px, "
+                              f"but the data has {list(class_names)} at {image_size}px; "
+                              "a teacher must match both")
         self.model = model.eval()
         if device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         for p in self.model.parameters():
             p.requires_grad_(False)
-        # the model's inputs are (pixels - mean) / std; the teacher may have been trained with other statistics
+        # the model's inputs are (pixels - mean) / std; the teacher may have been trained with
+        # other statistics
         self.scale, self.shift = std / info.std, (mean - info.mean) / info.std
 
     @torch.no_grad()

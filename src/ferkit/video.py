@@ -61,7 +61,8 @@ class FaceTracker:
                 iou[:, j] = -1
         for i, face in enumerate(faces):
             if not ids[i]:
-                track = _Track(self._next_id, face.box, np.array([face.probs[c] for c in class_names]), frame_index)
+                track = _Track(self._next_id, face.box, np.array([face.probs[c] for c in class_names]),
+                               frame_index)
                 self._tracks.append(track)
                 ids[i] = track.id
                 self._next_id += 1
@@ -148,8 +149,9 @@ class _Outputs:
 
 
 def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Path | None = None,
-                  csv_path: str | Path | None = None, plot_path: str | Path | None = None, smoothing: float = 0.0,
-                  every: int = 1, max_frames: int | None = None, progress: bool | None = None) -> VideoResult:
+                  csv_path: str | Path | None = None, plot_path: str | Path | None = None,
+                  smoothing: float = 0.0, every: int = 1, max_frames: int | None = None,
+                  progress: bool | None = None) -> VideoResult:
     """Detect, track and classify faces in every `every`-th frame; write what was asked, atomically."""
     if not 0.0 <= smoothing < 1.0 or every < 1:
         raise ConfigError(f"smoothing must be in [0, 1) and every ≥ 1 (got {smoothing:g} and {every})")
@@ -193,7 +195,8 @@ def _add_to_summary(per_second: dict[int, np.ndarray], result: Results, fps: flo
 def plot_emotions_over_time(result: VideoResult, path: str | Path) -> Path:
     """Mean probability of each expression per second of video (seconds without faces left blank)."""
     seconds = sorted(result.per_second)
-    sums = np.array([result.per_second[s] for s in seconds]).reshape(len(seconds), len(result.class_names) + 1)
+    sums = np.array([result.per_second[s] for s in seconds]).reshape(len(seconds),
+                                                                     len(result.class_names) + 1)
     counts = sums[:, -1:]
     means = np.divide(sums[:, :-1], counts, out=np.full_like(sums[:, :-1], np.nan), where=counts > 0)
     title = f"Expressions over time ({result.frames} frames, {result.tracks} tracked faces)"

@@ -34,7 +34,8 @@ class WebcamStats:
 
 class _Window:
     def __init__(self, title: str):
-        if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+                and not os.environ.get("WAYLAND_DISPLAY")):
             raise FerkitError("no display to show the webcam window on (DISPLAY is not set); "
                               "use `ferkit video FILE --out annotated.mp4` to process a recording instead")
         try:

@@ -100,7 +100,8 @@ def read_info(path: str | Path) -> ModelInfo:
         raise ModelFileError(f"{meta_path}: model_name {info.model_name!r} is not a name")
     numbers = (info.mean, info.std)
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers) or not info.std > 0:
-        raise ModelFileError(f"{meta_path}: mean and std must be numbers and std > 0 (got {info.mean!r}, {info.std!r})")
+        raise ModelFileError(f"{meta_path}: mean and std must be numbers and std > 0 "
+                             f"(got {info.mean!r}, {info.std!r})")
     if not isinstance(info.in_size, int) or not 8 <= info.in_size <= 512:
         raise ModelFileError(f"{meta_path}: in_size {info.in_size!r} is not a plausible input size")
     return info
