@@ -222,8 +222,7 @@ def _add_crop(sub) -> None:
     p.add_argument("target")
     p.add_argument("--detector", default="mtcnn", help="mtcnn (default) or haar")
     p.add_argument("--size", type=int, default=48)
-    p.add_argument("--margin", type=float, default=0.2, help="extra border around the face box (fraction)")
-    p.add_argument("--align", action="store_true", help="rotate so the eyes are level (mtcnn landmarks)")
+    _add_framing_options(p)
     p.add_argument("--skip-no-face", action="store_true", help="leave out images where no face is found")
     p.add_argument("--no-progress", action="store_true")
 
@@ -232,7 +231,7 @@ def _add_crop(sub) -> None:
 def _crop(args: argparse.Namespace) -> int:
     from .faces.crop_dataset import crop_dataset
 
-    stats = crop_dataset(args.source, args.target, args.detector, args.size, args.margin, args.align,
+    stats = crop_dataset(args.source, args.target, args.detector, args.size, _framing(args),
                          args.skip_no_face, progress=False if args.no_progress else None)
     print(f"wrote {stats.images} crops to {args.target}: {stats.faces} with a face, "
           f"{len(stats.no_face)} without"
@@ -252,13 +251,31 @@ def _add_recognizer_options(p) -> None:
                    help="inference engine (auto: ONNX Runtime on the CPU)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
     p.add_argument("--min-face-size", type=int, help="smallest face to look for, in pixels (mtcnn)")
+    _add_framing_options(p)
+
+
+def _add_framing_options(p) -> None:
+    from .faces.framing import METHODS
+
+    g = p.add_argument_group("face framing (how a face becomes the classifier's crop)")
+    g.add_argument("--framing", choices=METHODS, help="landmarks (default): eyes, nose and mouth placed where "
+                   "FER2013 has them; box: a square around the detector's box")
+    g.add_argument("--margin", type=float, help="border around the box, as a fraction of its side "
+                   "(box framing, and faces without landmarks); alone it means --framing box")
+    g.add_argument("--align", action="store_true", default=None, help="rotate so the eyes are level")
+
+
+def _framing(args: argparse.Namespace):
+    from .faces.framing import as_framing
+
+    return as_framing(args.framing, args.margin, args.align)
 
 
 def _recognizer(args: argparse.Namespace):
     from .predict import Recognizer
 
     return Recognizer(model=args.model, detector=args.detector, device=args.device, backend=args.backend,
-                      min_face_size=args.min_face_size)
+                      framing=_framing(args), min_face_size=args.min_face_size)
 
 
 def _expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:

@@ -16,7 +16,8 @@ import warnings
 import numpy as np
 
 from .data.images import ImageInput, load_image
-from .faces import Detection, Detector, create_detector, crop_faces
+from .faces import Detection, Detector, Framing, create_detector, crop_faces
+from .faces.framing import as_framing
 from .models.classifier import FaceClassifier, resize_crops
 from .models.resolver import ModelSpec, load_classifier  # re-exported: ferkit.predict.load_classifier
 from .results import Face, Prediction, Results
@@ -29,18 +30,20 @@ class Recognizer:
     or .onnx file, a run directory) or a ready classifier.
     detector: "mtcnn" (default), "haar", or a Detector instance.
     backend: "auto" (ONNX Runtime on the CPU when installed, else PyTorch), "torch" or "onnx".
+    framing: how a face becomes the classifier's crop (`ferkit.faces.Framing`; default: the landmarks
+    placed as in FER2013). `margin=m` alone is short for the box framing with margin m; `align` levels
+    the eyes.
     """
 
     def __init__(self, model: ModelSpec | FaceClassifier = None, detector: str | Detector = "mtcnn",
-                 device: str = "cpu", backend: str = "auto", margin: float = 0.2, align: bool = False,
-                 min_face_size: int | None = None):
+                 device: str = "cpu", backend: str = "auto", framing: Framing | str | None = None,
+                 margin: float | None = None, align: bool | None = None, min_face_size: int | None = None):
         self.classifier = load_classifier(model, device=device, backend=backend)
         if isinstance(detector, str):
             options = {"min_face_size": min_face_size} if min_face_size and detector == "mtcnn" else {}
             detector = create_detector(detector, **options)
         self.detector = detector
-        self.margin = margin
-        self.align = align
+        self.framing = as_framing(framing, margin, align)
 
     @property
     def class_names(self) -> list[str]:
@@ -55,7 +58,8 @@ class Recognizer:
         return [dict(zip(self.class_names, map(float, row))) for row in probs]
 
     def crops(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
-        return crop_faces(image, detections, size=self.input_size, margin=self.margin, align=self.align)
+        """The classifier's crops of `detections` in `image` (N×size×size uint8), framed by `self.framing`."""
+        return crop_faces(image, detections, size=self.input_size, framing=self.framing)
 
     def __call__(self, image: ImageInput, source: str | None = None) -> Results:
         """Every face in `image` (path, bytes, PIL image or array: gray, RGB, RGBA), with probabilities.

@@ -2,12 +2,14 @@
 
 from .crop import crop_face, crop_faces, detect_and_crop
 from .detector import Detection, Detector, box_iou, create_detector, list_detectors, match_faces
+from .framing import Framing
 from .haar import HaarDetector
 from .mtcnn import MTCNNDetector
 
 __all__ = [
     "Detection",
     "Detector",
+    "Framing",
     "HaarDetector",
     "MTCNNDetector",
     "box_iou",

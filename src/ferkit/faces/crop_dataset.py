@@ -3,7 +3,7 @@
     ferkit crop photos_by_class/ faces_by_class/ --detector mtcnn --size 48
 
 Every image under the source keeps its relative path (split and class folders included) and becomes
-a size×size gray PNG of its largest face, cut by the same `crop_face` that inference uses. Images
+a size×size gray PNG of its largest face, framed as inference frames it (`ferkit.faces.framing`). Images
 without a face are kept as a centre crop (or skipped with `skip_no_face`), and unreadable files are
 skipped; both are counted in the returned statistics.
 """
@@ -23,6 +23,7 @@ from ..data.images import load_image
 from ..errors import DataError, FerkitError
 from .crop import detect_and_crop
 from .detector import Detector, create_detector
+from .framing import Framing
 
 
 @dataclass
@@ -34,8 +35,12 @@ class CropStats:
 
 
 def crop_dataset(source: str | Path, target: str | Path, detector: str | Detector = "mtcnn", size: int = 48,
-                 margin: float = 0.2, align: bool = False, skip_no_face: bool = False,
+                 framing: Framing | None = None, skip_no_face: bool = False,
                  progress: bool | None = None) -> CropStats:
+    """Write the largest face of every image under `source` as a gray PNG crop under `target`.
+
+    `framing` (default: FER2013's, the one `Recognizer` uses) decides how a face fills the crop.
+    """
     source, target = Path(source), Path(target)
     if not source.is_dir():
         raise DataError(f"{source}: no such folder")
@@ -54,7 +59,7 @@ def crop_dataset(source: str | Path, target: str | Path, detector: str | Detecto
         except FerkitError:
             stats.unreadable.append(str(rel))
             continue
-        crops, found = detect_and_crop([rgb], detector, size=size, margin=margin, align=align)
+        crops, found = detect_and_crop([rgb], detector, size=size, framing=framing)
         if not found[0]:
             stats.no_face.append(str(rel))
             if skip_no_face:
