@@ -111,7 +111,9 @@ def main() -> None:
     centre = np.median((boxes[:, :2] + boxes[:, 2:]) / 2, 0)
     print(f"  squared MTCNN box: side {side:.3f} of the frame, centre ({centre[0]:.3f}, {centre[1]:.3f}); "
           f"the box margin that gives the FER2013 frame: {1 / side - 1:+.3f}")
-    pairs = expw_detections(args.expw_faces, args.seed, detector)
+    pairs = expw_detections(args.expw_faces, args.seed, detector) if args.expw_faces else []
+    if not pairs:
+        return
     for margin in (0.2, 0.0):
         marks = np.array([in_box_frame(d.landmarks, d.square(margin).box) for d, _ in pairs])
         describe(f"expw-dev, crop of the MTCNN box squared with margin {margin}", marks)
