@@ -163,6 +163,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = args.run or args.model
     classifier = load_classifier(Path(args.run) if args.run else args.model, device=args.device, backend="torch")
     recognizer = _LazyRecognizer(classifier, args.detector)
+    _warn_unused_photo_flags(args)
     plans = [_plan_evaluation(args, path, classifier, recognizer) for path in args.data]  # all inputs checked
     evaluations = [run() for run in plans]
     for e in evaluations:
@@ -172,6 +173,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_evaluations(args.out, evaluations, str(model))
         print(f"wrote metrics.json, report.txt and plots/ to {args.out}")
     return 0
+
+
+def _warn_unused_photo_flags(args: argparse.Namespace) -> None:
+    from .evaluate_photos import is_box_csv
+
+    csvs = [p for p in args.data if is_box_csv(p)]
+    if args.boxes and not csvs:
+        warnings.warn("--boxes applies to CSVs of labelled boxes; none given, so it is ignored", stacklevel=1)
+    if args.detect and not [p for p in args.data if Path(p).is_dir() and p not in csvs]:
+        warnings.warn("--detect applies to folders of photos; none given, so it is ignored", stacklevel=1)
 
 
 class _LazyRecognizer:
