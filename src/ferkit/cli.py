@@ -133,6 +133,11 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                    help="which part of the data (FER2013: test = PrivateTest, val = PublicTest; "
                    "'all' = every image)")
+    p.add_argument("--labels", choices=("dataset", "ferplus-majority", "ferplus-votes"),
+                   help="FER2013: score against the FER+ majority (default: the run's labels with its own "
+                   "data, else the dataset's)")
+    p.add_argument("--ferplus", metavar="DIR", help="folder of fer2013new.csv (default: the data's folder, "
+                   "then ferplus/ beside it)")
     p.add_argument("--out",
                    help="folder for metrics/plots (default: the run directory, or no files with --model)")
     p.add_argument("--device", default="auto")
@@ -157,17 +162,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         classifier = load_classifier(args.model, device=args.device, backend="torch")
         cfg = TrainConfig(data=str(args.data), image_size=classifier.info.in_size)
     if args.data:
-        cfg = replace(cfg, data=str(args.data), data_format=args.format or "auto")
+        cfg = replace(cfg, data=str(args.data), data_format=args.format or "auto", labels="dataset")
     elif args.format:
         cfg = replace(cfg, data_format=args.format)
+    if args.labels or args.ferplus:
+        cfg = replace(cfg, labels=args.labels or cfg.labels, ferplus=args.ferplus or cfg.ferplus)
     if args.split == "all":
-        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size)
+        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size,
+                            labels=cfg.labels, ferplus=cfg.ferplus)
     else:
         splits = load_splits(cfg)
         data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
         if data is None:
             raise FerkitError(f"{cfg.data}: has no {args.split} split")
         print(f"split: {splits.description}")
+    if cfg.labels != "dataset":
+        print(f"labels: FER+ majority ({data.meta['ferplus']['folder']})")
     result = evaluate(classifier, data, args.split)
     print(result.report_text())
     out = args.out or args.run
