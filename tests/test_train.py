@@ -170,11 +170,14 @@ def _weights(run) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
 
 
-@pytest.mark.parametrize("extras", ["plain", "ema+teacher"])
+@pytest.mark.parametrize("extras", ["plain", "ema+teacher", "ferplus-votes"])
 def test_resume_after_interrupt_equals_uninterrupted(fer2013_small, tmp_path, model_file, extras,
-                                                     monkeypatch):
-    options = {"ema_decay": 0.9, "teacher": str(model_file), "distill_weight": 0.5,
-               "distill_temperature": 2.0} if extras != "plain" else {}
+                                                     monkeypatch, datasets_dir):
+    options = {"plain": {},
+               "ema+teacher": {"ema_decay": 0.9, "teacher": str(model_file), "distill_weight": 0.5,
+                               "distill_temperature": 2.0},
+               "ferplus-votes": {"labels": "ferplus-votes", "ferplus": str(datasets_dir / "ferplus"),
+                                 "soft_label_weight": 0.7}}[extras]
     cfg = TrainConfig(data=str(fer2013_small), epochs=3, **QUICK, **options)
     train_run(cfg, tmp_path / "straight", progress=False, log=quiet)
 
@@ -200,7 +203,7 @@ def test_resume_after_interrupt_equals_uninterrupted(fer2013_small, tmp_path, mo
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
     wa, wb = _weights(tmp_path / "straight"), _weights(tmp_path / "broken")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    if options:
+    if "ema_decay" in options:
         ea, eb = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["ema"]
                   for r in ("straight", "broken"))
         assert all(torch.equal(ea[k], eb[k]) for k in ea)

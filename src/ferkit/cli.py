@@ -148,6 +148,11 @@ def _add_evaluate(sub) -> None:
                    "detection box for them to be one face (default 0.4)")
     p.add_argument("--out", help="folder for metrics, reports and plots (default: the run directory for a "
                    "run on its own data; otherwise no files)")
+    p.add_argument("--labels", choices=("dataset", "ferplus-majority", "ferplus-votes"),
+                   help="FER2013: score against the FER+ majority (default: the run's labels with its own "
+                   "data, else the dataset's)")
+    p.add_argument("--ferplus", metavar="DIR", help="folder of fer2013new.csv (default: the data's folder, "
+                   "then ferplus/ beside it)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_framing_options(p)
@@ -237,16 +242,23 @@ def _crop_split(args: argparse.Namespace, path: str, classifier):
     from .experiment import load_splits, read_config
 
     cfg = read_config(args.run) if args.run else TrainConfig(image_size=classifier.info.in_size)
-    cfg = replace(cfg, data=str(path), data_format=args.format or "auto")
+    cfg = replace(cfg, data=str(path), data_format=args.format or "auto", labels=args.labels or "dataset",
+                  ferplus=args.ferplus or "")
     if args.split == "all":
-        return load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size), "", ""
+        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size,
+                            labels=cfg.labels, ferplus=cfg.ferplus)
+        return data, _labels_detail(cfg), ""
     splits = load_splits(cfg)
     data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
     if data is None:
         raise FerkitError(f"{cfg.data}: has no {args.split} split")
     usages = set(data.usage.tolist()) if data.usage is not None else set()
     detail = next(iter(usages)) if len(usages) == 1 else "subject-independent" if data.groups is not None else ""
-    return data, detail, f"split: {splits.description}"
+    return data, " ".join(filter(None, (detail, _labels_detail(cfg)))), f"split: {splits.description}"
+
+
+def _labels_detail(cfg) -> str:
+    return "" if cfg.labels == "dataset" else "FER+ majority"
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
@@ -262,14 +274,19 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     classifier = load_classifier(Path(args.run), device=args.device, backend="torch")
     if args.format:
         cfg = replace(cfg, data_format=args.format)
+    if args.labels or args.ferplus:
+        cfg = replace(cfg, labels=args.labels or cfg.labels, ferplus=args.ferplus or cfg.ferplus)
     if args.split == "all":
-        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size)
+        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size,
+                            labels=cfg.labels, ferplus=cfg.ferplus)
     else:
         splits = load_splits(cfg)
         data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
         if data is None:
             raise FerkitError(f"{cfg.data}: has no {args.split} split")
         print(f"split: {splits.description}")
+    if cfg.labels != "dataset":
+        print(f"labels: FER+ majority ({data.meta['ferplus']['folder']})")
     result = evaluate(classifier, data, args.split)
     print(result.report_text())
     out = args.out or args.run

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .atomic import write_text
 from .augment import AugmentConfig
-from .data import FORMATS
+from .data import FORMATS, LABEL_MODES
 from .errors import ConfigError
 from .options import build, merge, option, read_recipe, recipe_text
 
@@ -19,6 +19,11 @@ class TrainConfig:
     data: str = option("", "dataset folder, CSV or .npz pack (recorded so --resume and evaluate find it)")
     data_format: str = option("auto", "dataset layout (auto: detect)", flag="--format",
                               choices=("auto", *FORMATS))
+    labels: str = option("dataset", "targets: the dataset's own labels, or for FER2013 the FER+ votes: their "
+                         "majority, or the vote distribution (accuracy is always against the majority)",
+                         choices=LABEL_MODES)
+    ferplus: str = option("", "FER+ folder with fer2013new.csv (and fer2013_jpg_to_ferplus_row.csv for the "
+                          "jpg layout); default: the data's folder, then ferplus/ beside it", metavar="DIR")
     max_per_class: int = option(0, "keep at most this many images per class and split, "
                                 "for quick runs (0 = all)")
     model: str = option("seed_cnn", "architecture (see `ferkit models`)")
@@ -29,6 +34,8 @@ class TrainConfig:
     weight_decay: float = option(0.0, "weight decay")
     momentum: float = option(0.9, "momentum (sgd only)")
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy")
+    soft_label_weight: float = option(1.0, "with --labels ferplus-votes: target = w · vote distribution + "
+                                      "(1 - w) · majority label (1 = the votes alone)")
     scheduler: str = option("cosine", "learning-rate schedule", choices=("cosine", "plateau", "none"))
     warmup_epochs: int = option(0, "epochs of linear warm-up before the cosine schedule")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
@@ -57,7 +64,8 @@ class TrainConfig:
             self.augment = AugmentConfig(**self.augment)
         for name, allowed in (("optimizer", ("adam", "adamw", "sgd")),
                               ("scheduler", ("cosine", "plateau", "none")),
-                              ("precision", ("auto", "fp32", "bf16")), ("data_format", ("auto", *FORMATS))):
+                              ("precision", ("auto", "fp32", "bf16")), ("data_format", ("auto", *FORMATS)),
+                              ("labels", LABEL_MODES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; use {', '.join(allowed)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -73,6 +81,8 @@ class TrainConfig:
             raise ConfigError(f"image_size must be between 8 and 512 pixels, got {self.image_size}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing:g}")
+        if not 0.0 <= self.soft_label_weight <= 1.0:
+            raise ConfigError(f"soft_label_weight must be in [0, 1], got {self.soft_label_weight:g}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 = no EMA), got {self.ema_decay:g}")
         if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:

@@ -20,7 +20,8 @@ from .train import fit
 def load_splits(cfg: TrainConfig) -> Splits:
     if not cfg.data:
         raise ConfigError("no dataset given (--data PATH)")
-    data = load_dataset(cfg.data, format=cfg.data_format, image_size=cfg.image_size)
+    data = load_dataset(cfg.data, format=cfg.data_format, image_size=cfg.image_size, labels=cfg.labels,
+                        ferplus=cfg.ferplus)
     data = cap_per_class(data, cfg.max_per_class, cfg.seed)
     return make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed)
 

@@ -29,6 +29,7 @@ from .dataset import (
     FaceDataset,
 )
 from .fer2013 import csv_format, load_csv, read_emotion_csv
+from .ferplus import FERPLUS_CLASSES, LABEL_MODES, find_ferplus, with_ferplus_labels
 from .folders import FOLDER_FORMATS, IMAGE_EXTENSIONS, find_layout, read_folder, scan_folder
 from .pack import pack_folder, read_pack
 from .splits import group_kfold, group_split, stratified_split
@@ -37,9 +38,10 @@ FORMATS = ("fer2013-folders", "fer2013-csv", "ckplus", "ckplus-csv", "folders", 
 CSV_FORMATS = ("fer2013-csv", "ckplus-csv")
 
 __all__ = [
-    "CANONICAL_ORDER", "FORMATS", "IMAGE_EXTENSIONS", "PRIVATE_TEST", "PUBLIC_TEST", "TEST", "TRAIN",
-    "TRAINING", "USAGES", "VALIDATION", "FaceDataset", "canonical_name", "detect_format", "group_kfold",
-    "group_split", "load_dataset", "order_classes", "pack_folder", "stratified_split",
+    "CANONICAL_ORDER", "FERPLUS_CLASSES", "FORMATS", "IMAGE_EXTENSIONS", "LABEL_MODES", "PRIVATE_TEST",
+    "PUBLIC_TEST", "TEST", "TRAIN", "TRAINING", "USAGES", "VALIDATION", "FaceDataset", "canonical_name",
+    "detect_format", "group_kfold", "group_split", "load_dataset", "order_classes", "pack_folder",
+    "stratified_split",
 ]
 
 Builder = Callable[[int | None, bool], FaceDataset]
@@ -73,6 +75,8 @@ def load_dataset(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     strict: bool = False,
+    labels: str = "dataset",
+    ferplus: str | os.PathLike = "",
 ) -> FaceDataset:
     """Read a dataset as uint8 gray images N×H×W with labels in canonical class order.
 
@@ -85,6 +89,12 @@ def load_dataset(
     strict: unreadable image files in a folder are skipped by default, with one warning
         "skipped K unreadable images (first: PATH: reason)" and their messages in
         `meta["skipped"]`; strict=True raises ImageError for the first one instead.
+    labels: "dataset" (the dataset's own labels), or for FER2013 (fer2013.csv or the Kaggle jpgs) the
+        FER+ votes: "ferplus-majority" (labels = the majority, see `ferkit.data.ferplus`) or
+        "ferplus-votes" (the same, plus the vote distribution as `soft_labels`). Images without a FER+
+        row or majority are dropped, counted in one warning.
+    ferplus: the folder holding fer2013new.csv (and, for the jpg layout, fer2013_jpg_to_ferplus_row.csv);
+        default: the dataset's folder, then a ferplus/ folder beside it.
 
     Raises DataError (ImageError for an image with strict) naming the file or CSV row at fault.
     """
@@ -93,7 +103,10 @@ def load_dataset(
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or image_size < 1):
         raise ConfigError(f"image_size must be a positive int or None, got {image_size!r}")
+    if labels not in LABEL_MODES:
+        raise ConfigError(f"unknown labels {labels!r}; use {', '.join(LABEL_MODES)}")
     path = _existing(path)
+    ferplus_dir = find_ferplus(path, ferplus) if labels != "dataset" else None
     fingerprint, build = _source(path, format)
     stored = cache_file(Path(cache_dir or default_cache_dir()), path, format, image_size, fingerprint)
     data = load_cached(stored) if cache else None
@@ -106,6 +119,8 @@ def load_dataset(
         raise ImageError(skipped[0])
     if skipped:
         warnings.warn(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})", stacklevel=2)
+    if ferplus_dir is not None:  # after the cache: the votes are one small CSV, cheap to read every time
+        data = with_ferplus_labels(data, labels, ferplus_dir)
     return data
 
 

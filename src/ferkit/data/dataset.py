@@ -24,6 +24,8 @@ class FaceDataset:
         for folder layouts) or None when the data has no split of its own.
     groups: per-image group id (CK+ subject, e.g. "S005") or None.
     sources: per-image origin (relative file path, or "file.csv:row") for error messages and reports.
+    soft_labels: float32 N×C target distributions (e.g. FER+ votes, rows summing to 1) or None;
+        `labels` then holds the majority.
     """
 
     images: np.ndarray
@@ -32,12 +34,13 @@ class FaceDataset:
     usage: np.ndarray | None = None
     groups: np.ndarray | None = None
     sources: np.ndarray | None = None
+    soft_labels: np.ndarray | None = None
     name: str = ""
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.images)
-        for key in ("labels", "usage", "groups", "sources"):
+        for key in ("labels", "usage", "groups", "sources", "soft_labels"):
             value = getattr(self, key)
             if value is not None and len(value) != n:
                 raise ValueError(f"{key} has {len(value)} entries for {n} images")
@@ -64,6 +67,7 @@ class FaceDataset:
             usage=take(self.usage),
             groups=take(self.groups),
             sources=take(self.sources),
+            soft_labels=take(self.soft_labels),
             name=self.name,
             meta=dict(self.meta),
         )

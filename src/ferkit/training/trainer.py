@@ -93,10 +93,20 @@ class Trainer:
     def _set_data(self, train: FaceDataset, val: FaceDataset) -> None:
         self.train_images = torch.from_numpy(train.images).to(self.device)
         self.train_labels = torch.from_numpy(train.labels.astype(np.int64)).to(self.device)
+        self.train_targets = self._targets(train)
         self.val_images = torch.from_numpy(val.images)
         self.val_labels = torch.from_numpy(val.labels.astype(np.int64))
         self.mean = float(train.images.mean() / 255.0)
         self.std = float(train.images.std() / 255.0) or 1.0
+
+    def _targets(self, train: FaceDataset) -> torch.Tensor:
+        """What the loss compares the logits with: the labels, or with soft labels (FER+ votes) the
+        distributions N×C, mixed with the labels' one-hot rows by cfg.soft_label_weight."""
+        if train.soft_labels is None:
+            return self.train_labels
+        w = self.cfg.soft_label_weight
+        one_hot = nn.functional.one_hot(self.train_labels, train.num_classes).float()
+        return w * torch.from_numpy(train.soft_labels).float().to(self.device) + (1 - w) * one_hot
 
     # ------------------------------------------------------------------ seams for distributed training
 
@@ -110,20 +120,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def loss(self, logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = self.criterion(logits, labels)
+    def loss(self, logits: torch.Tensor, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against `targets` (class indices N, or distributions N×C), then the loss terms."""
+        loss = self.criterion(logits, targets)
         for term in self.loss_terms:
             loss = term(loss, logits, x)
         return loss
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step on uint8 images N×H×W (augmented here); returns loss and logits, detached."""
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on uint8 images N×H×W (augmented here) against `targets` (class indices, or
+        distributions N×C); returns loss and logits, detached."""
         self.model.train()
         x = prepare_input(images, self.mean, self.std, self.device, channels_last=self.device.type == "cpu",
                           augment=partial(self.augment, generator=self.augment_generator))
         with autocast(self.device, self.precision):
             logits = self.model(x).float()
-            loss = self.loss(logits, x, labels)
+            loss = self.loss(logits, x, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -141,7 +153,7 @@ class Trainer:
             for step in bar:
                 idx = order[step * size:(step + 1) * size].to(self.device)
                 labels = self.train_labels[idx]
-                loss, logits = self.train_step(self.train_images[idx], labels)
+                loss, logits = self.train_step(self.train_images[idx], self.train_targets[idx])
                 loss_sum += loss * len(labels)
                 correct += (logits.argmax(1) == labels).sum()
                 self._call("on_step_end", step)
