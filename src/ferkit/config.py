@@ -27,6 +27,9 @@ class TrainConfig:
     max_per_class: int = option(0, "keep at most this many images per class and split, "
                                 "for quick runs (0 = all)")
     model: str = option("seed_cnn", "architecture (see `ferkit models`)")
+    init: str = option("", "fine-tune: start from these weights ('default', a .safetensors file or a run "
+                       "directory) instead of random ones; same architecture, classes and input size",
+                       metavar="MODEL")
     epochs: int = option(30, "epochs; with --resume: extend the run to this many")
     batch_size: int = option(64, "images per batch")
     optimizer: str = option("adam", "optimiser", choices=("adam", "adamw", "sgd"))

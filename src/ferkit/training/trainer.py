@@ -24,9 +24,10 @@ from tqdm import tqdm
 from ..augment import Augmenter
 from ..config import TrainConfig
 from ..data.dataset import FaceDataset
-from ..errors import ConfigError, DataError
-from ..models import create_model
+from ..errors import ConfigError, DataError, ModelFileError
+from ..models import create_model, resolve
 from ..models.classifier import autocast, prepare_input, resolve_device, resolve_precision
+from ..models.files import load_model
 from .callbacks import Callback
 from .losses import LossTerm
 from .schedule import make_optimizer, make_plateau, scheduled_lr
@@ -75,6 +76,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)  # the batch order
         self.augment_generator = self._make_augment_generator()
         self._set_data(train, val)
+        if cfg.init:
+            self._load_init(cfg.init)
         self.epoch = 0  # epochs finished
         self.history: list[dict] = []
         self.phases = [{"start": 0, "end": cfg.epochs, "lr": cfg.lr}]
@@ -98,6 +101,20 @@ class Trainer:
         self.val_labels = torch.from_numpy(val.labels.astype(np.int64))
         self.mean = float(train.images.mean() / 255.0)
         self.std = float(train.images.std() / 255.0) or 1.0
+
+    def _load_init(self, spec: str) -> None:
+        """Fine-tuning: the weights and input normalisation of a trained model of the same shape."""
+        try:
+            weights, info = load_model(resolve(spec).weights(), device=self.device)
+        except ModelFileError as exc:
+            raise ConfigError(f"init: {exc}") from None
+        cfg = self.cfg
+        wanted = (cfg.model, self.class_names, cfg.image_size)
+        if (info.model_name, list(info.class_names), info.in_size) != wanted:
+            raise ConfigError(f"init {spec}: a {info.model_name} for {info.class_names} at {info.in_size}px "
+                              f"cannot start a {cfg.model} for {self.class_names} at {cfg.image_size}px")
+        self.model.load_state_dict(weights.state_dict())
+        self.mean, self.std = info.mean, info.std
 
     def _targets(self, train: FaceDataset) -> torch.Tensor:
         """What the loss compares the logits with: the labels, or with soft labels (FER+ votes) the
