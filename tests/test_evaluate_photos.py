@@ -175,8 +175,8 @@ def _bad_rows(expw_small: Path) -> dict[str, tuple[list[list], list[str], str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["missing-column", "box-outside", "empty-box", "unknown-label", "missing-file",
-                                  "not-a-number", "missing-value"])
+@pytest.mark.parametrize("case", ["missing-column", "box-outside", "empty-box", "unknown-label",
+                                  "missing-file", "not-a-number", "missing-value"])
 def test_bad_annotations_one_line_naming_the_row(case, expw_small, tmp_path, capsys):
     rows, header, words = _bad_rows(expw_small)[case]
     folder = tmp_path / "bad"

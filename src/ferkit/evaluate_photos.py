@@ -117,9 +117,9 @@ class PhotoEvaluation(Evaluation):
         return matrix
 
     def summary(self) -> dict:
-        return {"dataset": self.dataset, "split": self.split_label, "mode": self.mode, "faces": len(self.y_true),
-                "accuracy": self.accuracy, "macro_recall": self.macro_recall, "found_rate": self.found_rate,
-                "found_accuracy": self.found_accuracy, "dropped": self.dropped}
+        return {"dataset": self.dataset, "split": self.split_label, "mode": self.mode,
+                "faces": len(self.y_true), "accuracy": self.accuracy, "macro_recall": self.macro_recall,
+                "found_rate": self.found_rate, "found_accuracy": self.found_accuracy, "dropped": self.dropped}
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), **self.summary(), "description": self.description,
@@ -129,8 +129,8 @@ class PhotoEvaluation(Evaluation):
     def report_text(self, max_missed: int | None = None) -> str:
         lines = [f"{self.dataset or 'data'} ({self.mode}, {self.split_label})"
                  + (f": {self.description}" if self.description else ""),
-                 f"macro recall {self.macro_recall:.4f}; faces found {self.found_rate:.1%}, accuracy on found "
-                 f"{self.found_accuracy:.4f}"]
+                 f"macro recall {self.macro_recall:.4f}; faces found {self.found_rate:.1%}, "
+                 f"accuracy on found {self.found_accuracy:.4f}"]
         if self.dropped:
             lines.append("dropped (classes the model lacks): "
                          + ", ".join(f"{k} {v}" for k, v in self.dropped.items()))
@@ -246,7 +246,8 @@ def box_csv_path(path: str | os.PathLike) -> Path:
 
 # ---------------------------------------------------------------- evaluating
 
-def _keep_known(faces: list[LabelledFace], class_names: list[str]) -> tuple[list[LabelledFace], dict[str, int]]:
+def _keep_known(faces: list[LabelledFace],
+                class_names: list[str]) -> tuple[list[LabelledFace], dict[str, int]]:
     dropped = Counter(f.label for f in faces if f.label not in class_names)
     kept = [f for f in faces if f.label in class_names]
     if not kept:
@@ -284,7 +285,8 @@ def _face_probs(face, class_names: list[str]) -> np.ndarray:
     return np.array([face.probs[name] for name in class_names], dtype=np.float32)
 
 
-def _detect_photo(recognizer, path: Path, faces: list[LabelledFace], min_iou: float) -> list[np.ndarray | None]:
+def _detect_photo(recognizer, path: Path, faces: list[LabelledFace],
+                  min_iou: float) -> list[np.ndarray | None]:
     """Probabilities of each labelled face of one photo from the full path (None: not found)."""
     found = recognizer(path).faces
     if faces[0].box is None:  # a folder photo: its largest face
@@ -393,7 +395,8 @@ def format_table(evaluations: list[PhotoEvaluation], model: str = "") -> str:
     for e in evaluations:
         dropped = ", ".join(f"{k} {v}" for k, v in e.dropped.items()) or "–"
         rows.append(f"| {e.dataset} | {e.split_label} | {e.mode} | {len(e.y_true)} | {_pct(e.accuracy)} "
-                    f"| {_pct(e.macro_recall)} | {_pct(e.found_rate)} | {_pct(e.found_accuracy)} | {dropped} |")
+                    f"| {_pct(e.macro_recall)} | {_pct(e.found_rate)} | {_pct(e.found_accuracy)} "
+                    f"| {dropped} |")
     return "\n".join(rows) + "\n"
 
 
@@ -412,10 +415,12 @@ def write_evaluation(out: str | os.PathLike, e: PhotoEvaluation) -> None:
     title = f"{e.dataset} ({e.mode}, {e.split})"
     for normalize, suffix in ((False, ""), (True, "_normalised")):
         plots.plot_confusion(e.confusion_with_misses, e.confusion_names,
-                             out / "plots" / f"confusion_{e.split}{suffix}.png", normalize=normalize, title=title)
+                             out / "plots" / f"confusion_{e.split}{suffix}.png", normalize=normalize,
+                             title=title)
 
 
-def write_evaluations(out: str | os.PathLike, evaluations: list[PhotoEvaluation], model: str = "") -> list[Path]:
+def write_evaluations(out: str | os.PathLike, evaluations: list[PhotoEvaluation],
+                      model: str = "") -> list[Path]:
     """One evaluation: its files in `out`; several: one sub-folder each, plus table.md and summary.json."""
     out = Path(out)
     if len(evaluations) == 1:

@@ -1,0 +1,196 @@
+"""`ferkit evaluate`: score a model on crop datasets, labelled-box CSVs or photo folders.
+
+Kept out of cli.py (which grows by extraction); cli.py registers it: `add_evaluate` builds the
+sub-parser, `run_evaluate` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+from .errors import ConfigError, FerkitError
+
+
+def add_evaluate(sub) -> None:
+    from .cli import _add_framing_options
+
+    p = sub.add_parser("evaluate",
+                       help="score a model on datasets of crops or photos, with reports and plots",
+                       description="Evaluate a run's best model (--run) or any model file (--model, e.g. the "
+                       "bundled one: --model default) on one or more datasets: crop datasets (FER2013, "
+                       "CK+48, a folder per class) on a split made exactly as in training; a CSV of labelled "
+                       "boxes (file|image,left,top,right,bottom,label, or a folder holding annotations.csv): "
+                       "detect, match each labelled box to a detection, classify (--boxes: classify the "
+                       "labelled boxes); a folder per class of photos with --detect: the largest face of "
+                       "each. Several --data give one table.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run directory written by `ferkit train`")
+    source.add_argument("--model", help="'default' (the bundled model), a .safetensors/.onnx model file or a "
+                        "run directory")
+    p.add_argument("--data", nargs="+", action="extend", metavar="PATH",
+                   help="dataset(s); may be repeated (default with --run: the one the run was trained on)")
+    p.add_argument("--format", default=None, help="crop dataset layout (default: the run's, or detect)")
+    p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                   help="which part of a crop dataset (FER2013: test = PrivateTest, val = PublicTest; "
+                   "'all' = every image); photo datasets are used whole")
+    p.add_argument("--detect", action="store_true", help="folders hold photos: classify the largest face the "
+                   "detector finds in each (a photo without a face counts as wrong)")
+    p.add_argument("--boxes", action="store_true", help="labelled-box CSVs: classify the labelled boxes "
+                   "themselves (cropped as a detection is) instead of detecting and matching")
+    p.add_argument("--detector", default="mtcnn", help="face detector for photos: mtcnn (default) or haar")
+    p.add_argument("--min-iou", type=float, default=0.4, help="IoU of a labelled box and a squared "
+                   "detection box for them to be one face (default 0.4)")
+    p.add_argument("--out", help="folder for metrics, reports and plots (default: the run directory for a "
+                   "run on its own data; otherwise no files)")
+    p.add_argument("--labels", choices=("dataset", "ferplus-majority", "ferplus-votes"),
+                   help="FER2013: score against the FER+ majority (default: the run's labels with its own "
+                   "data, else the dataset's)")
+    p.add_argument("--ferplus", metavar="DIR", help="folder of fer2013new.csv (default: the data's folder, "
+                   "then ferplus/ beside it)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_framing_options(p)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    if args.run and not args.data:
+        return _evaluate_run(args)
+    if not args.data:
+        raise FerkitError("evaluate --model needs --data PATH")
+    if not 0 < args.min_iou <= 1:
+        raise ConfigError(f"--min-iou must be in (0, 1], got {args.min_iou:g}")
+    from .cli import _framing
+    from .evaluate_photos import format_table, write_evaluations
+    from .predict import load_classifier
+
+    model = args.run or args.model
+    classifier = load_classifier(Path(args.run) if args.run else args.model, device=args.device,
+                                 backend="torch")
+    recognizer = _LazyRecognizer(classifier, args.detector, _framing(args))
+    _warn_unused_photo_flags(args)
+    plans = [_plan_evaluation(args, path, classifier, recognizer) for path in args.data]  # all inputs checked
+    evaluations = [run() for run in plans]
+    for e in evaluations:
+        print(e.report_text(max_missed=10))
+    print(format_table(evaluations, str(model)), end="")
+    if args.out:  # files only once every dataset is done: a mistake in the last one leaves nothing behind
+        write_evaluations(args.out, evaluations, str(model))
+        print(f"wrote metrics.json, report.txt and plots/ to {args.out}")
+    return 0
+
+
+def _warn_unused_photo_flags(args: argparse.Namespace) -> None:
+    from .evaluate_photos import is_box_csv
+
+    csvs = [p for p in args.data if is_box_csv(p)]
+    if args.boxes and not csvs:
+        warnings.warn("--boxes applies to CSVs of labelled boxes; none given, so it is ignored", stacklevel=1)
+    if args.detect and not [p for p in args.data if Path(p).is_dir() and p not in csvs]:
+        warnings.warn("--detect applies to folders of photos; none given, so it is ignored", stacklevel=1)
+
+
+class _LazyRecognizer:
+    """The Recognizer (and its face detector) is made only when a photo dataset needs it."""
+
+    def __init__(self, classifier, detector: str, framing):
+        self.classifier, self.detector, self.framing, self._recognizer = classifier, detector, framing, None
+
+    def get(self):
+        from .predict import Recognizer
+
+        if self._recognizer is None:
+            self._recognizer = Recognizer(model=self.classifier, detector=self.detector, framing=self.framing)
+        return self._recognizer
+
+
+def _plan_evaluation(args: argparse.Namespace, path: str, classifier, recognizer: _LazyRecognizer):
+    """Read and check one --data now; return the function that evaluates it (so a bad last dataset fails
+    before any work is done)."""
+    from .evaluate_photos import (
+        box_csv_path,
+        dataset_name,
+        evaluate_crops,
+        evaluate_faces,
+        is_box_csv,
+        read_box_csv,
+        read_photo_folder,
+    )
+
+    progress = False if args.no_progress else None
+    if is_box_csv(path):
+        faces, name = read_box_csv(box_csv_path(path)), dataset_name(box_csv_path(path))
+        match = "boxes" if args.boxes else "detect"
+        return lambda: evaluate_faces(recognizer.get(), faces, name, match, args.min_iou, progress)
+    if args.detect and Path(path).is_dir():
+        faces, name = read_photo_folder(path), dataset_name(path)
+        return lambda: evaluate_faces(recognizer.get(), faces, name, "detect", progress=progress)
+    data, detail, description = _crop_split(args, path, classifier)
+    name = Path(path).resolve().name
+    return lambda: evaluate_crops(classifier, data, args.split, name, description, detail)
+
+
+def _crop_split(args: argparse.Namespace, path: str, classifier):
+    """The --split of a crop dataset, what it is (e.g. PrivateTest) and how it was made."""
+    from dataclasses import replace
+
+    from .config import TrainConfig
+    from .data import load_dataset
+    from .experiment import load_splits, read_config
+
+    cfg = read_config(args.run) if args.run else TrainConfig(image_size=classifier.info.in_size)
+    cfg = replace(cfg, data=str(path), data_format=args.format or "auto", labels=args.labels or "dataset",
+                  ferplus=args.ferplus or "")
+    if args.split == "all":
+        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size,
+                            labels=cfg.labels, ferplus=cfg.ferplus)
+        return data, _labels_detail(cfg), ""
+    splits = load_splits(cfg)
+    data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
+    if data is None:
+        raise FerkitError(f"{cfg.data}: has no {args.split} split")
+    usages = set(data.usage.tolist()) if data.usage is not None else set()
+    if len(usages) == 1:
+        detail = next(iter(usages))
+    else:
+        detail = "subject-independent" if data.groups is not None else ""
+    return data, " ".join(filter(None, (detail, _labels_detail(cfg)))), f"split: {splits.description}"
+
+
+def _labels_detail(cfg) -> str:
+    return "" if cfg.labels == "dataset" else "FER+ majority"
+
+
+def _evaluate_run(args: argparse.Namespace) -> int:
+    """A run on the data it was trained on: the split made as in training, its classes exactly the model's."""
+    from dataclasses import replace
+
+    from .data import load_dataset
+    from .evaluate import evaluate, write_reports
+    from .experiment import load_splits, read_config
+    from .predict import load_classifier
+
+    cfg = read_config(args.run)
+    classifier = load_classifier(Path(args.run), device=args.device, backend="torch")
+    if args.format:
+        cfg = replace(cfg, data_format=args.format)
+    if args.labels or args.ferplus:
+        cfg = replace(cfg, labels=args.labels or cfg.labels, ferplus=args.ferplus or cfg.ferplus)
+    if args.split == "all":
+        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size,
+                            labels=cfg.labels, ferplus=cfg.ferplus)
+    else:
+        splits = load_splits(cfg)
+        data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
+        if data is None:
+            raise FerkitError(f"{cfg.data}: has no {args.split} split")
+        print(f"split: {splits.description}")
+    if cfg.labels != "dataset":
+        print(f"labels: FER+ majority ({data.meta['ferplus']['folder']})")
+    result = evaluate(classifier, data, args.split)
+    print(result.report_text())
+    out = args.out or args.run
+    write_reports(out, [result], samples=data)
+    print(f"wrote metrics.json, report.txt and plots/ to {out}")
+    return 0
