@@ -206,8 +206,8 @@ def _add_framing_options(p) -> None:
     from .faces.framing import METHODS
 
     g = p.add_argument_group("face framing (how a face becomes the classifier's crop)")
-    g.add_argument("--framing", choices=METHODS, help="landmarks (default): eyes, nose and mouth placed where "
-                   "FER2013 has them; box: a square around the detector's box")
+    g.add_argument("--framing", choices=METHODS, help="landmarks (default): eyes, nose and mouth placed "
+                   "where FER2013 has them; box: a square around the detector's box")
     g.add_argument("--margin", type=float, help="border around the box, as a fraction of its side "
                    "(box framing, and faces without landmarks); alone it means --framing box")
     g.add_argument("--align", action="store_true", default=None, help="rotate so the eyes are level")
