@@ -8,7 +8,7 @@ Prints, per detector: labelled faces found (one-to-one matching at IoU >= min-io
   squares  each box made square (side max(w, h), same centre): ExpW labels are squares about as
            tall as an MTCNN box and 1.5 times as wide, so a tall, narrow box overlaps its label
            less than the face warrants;
-  crops    the square regions `crop_face` cuts (margin 0.2), i.e. what ferkit classifies;
+  crops    the squares with margin 0.2 (the regions ferkit classified before the landmark framing);
 then the number of detections (extra ones are not errors: the photos hold unlabelled faces), and
 the mean and median ms per image (the first image, which pays one-off start-up costs, is left out).
 A second line compares label and box shapes: over the labelled faces that some detection overlaps

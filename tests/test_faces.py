@@ -98,7 +98,7 @@ def test_mtcnn_recall_on_expw(mtcnn, photos_dir):
     assert found / total >= 0.80
     # The same boxes made square (side max(w, h), no margin), the labels' own shape: measured 84/90.
     assert square_found / total >= 0.90
-    # The regions crop_face classifies (margin 0.2): measured 86/90.
+    # The squares with margin 0.2 (the regions classified before the landmark framing): measured 86/90.
     assert crop_found / total >= 0.90
 
 
