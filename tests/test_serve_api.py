@@ -239,6 +239,14 @@ def test_cors_only_when_asked(engine, client):
         assert "access-control-allow-origin" not in other.headers
 
 
+def test_serve_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--host", "--port", "--api-key", "--cors-origin", "--max-upload-mb"))
+
+
 def test_exposure_rules(capsys):
     assert check_exposure("127.0.0.1", None) is None and check_exposure("localhost", None) is None
     assert check_exposure("::1", None) is None and check_exposure("0.0.0.0", "key") is None
@@ -280,3 +288,20 @@ def test_ferkit_serve_command(photos_dir, tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert "http://127.0.0.1:" in out
+
+
+def test_process_pool_gives_the_same_answer(engine, angry):
+    """--pool process: one Recognizer per process; the answer and the error messages are the thread pool's."""
+    import asyncio
+
+    processes = Engine(EngineConfig(workers=1, pool="process"))
+    try:
+        got = asyncio.run(processes.run("detect", angry, "a.jpg", None, None, timeout=60))
+        want = asyncio.run(engine.run("detect", angry, "a.jpg", None, None, timeout=60))
+        assert got["faces"] == want["faces"]
+        from ferkit.errors import ImageError
+
+        with pytest.raises(ImageError, match="upload 'b.jpg': not an image"):
+            asyncio.run(processes.run("detect", b"GIF", "b.jpg", None, None, timeout=60))
+    finally:
+        processes.close()

@@ -439,6 +439,7 @@ def _add_serve(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="inference workers (default 2)")
     p.add_argument("--pool", default="thread", choices=("thread", "process"),
                    help="workers as threads sharing one model (default) or processes with one model each")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch threads per worker (default 1)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body (default 10 MB)")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image (default 40 million pixels)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to receive an upload, and to answer it")
@@ -462,7 +463,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError("--max-upload-mb, --timeout and --max-pixels must be positive, --port in 0..65535")
     config = EngineConfig(model=args.model, detector=args.detector, backend=args.backend, device=args.device,
                           min_face_size=args.min_face_size, workers=args.workers, pool=args.pool,
-                          max_pixels=args.max_pixels)
+                          threads_per_worker=args.threads, max_pixels=args.max_pixels)
     settings = ServeSettings(max_upload_bytes=int(args.max_upload_mb * 1_000_000), timeout=args.timeout,
                              api_key=api_key, cors_origins=tuple(args.cors_origin))
     if warning:

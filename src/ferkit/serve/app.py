@@ -120,6 +120,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     async def _http_error(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception):  # a bug, not the request's fault: still JSON
+        return _error(500, f"internal error ({type(exc).__name__}); see the server's log")
+
     # ------------------------------------------------------------ access
     def require_key(request: Request) -> None:
         if settings.api_key is None:

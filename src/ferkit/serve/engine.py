@@ -167,7 +167,7 @@ def _process_call(method: str, *args):
     return getattr(_process_worker, method)(*args)
 
 
-def _process_ready() -> int:
+def _process_ready(_: int = 0) -> int:
     return os.getpid()
 
 
