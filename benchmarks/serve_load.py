@@ -161,7 +161,8 @@ def main() -> int:
         "p50_ms": round(pct(0.50), 1), "p90_ms": round(pct(0.90), 1), "p99_ms": round(pct(0.99), 1),
         "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
         "status": {str(k): v for k, v in sorted(statuses.items())}, "connection_errors": dict(errors),
-        "server_rss_mb": {"after_warmup": round(memory[0]), "end": round(memory[-1]), "max": round(max(memory))},
+        "server_rss_mb": {"after_warmup": round(memory[0]), "end": round(memory[-1]), "max": round(max(memory)),
+                          "every_10s": [round(m) for m in memory[::10]]},
         "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                      if line.startswith("model name")), platform.processor()),
         "cores": os.cpu_count(), "load_average_before": [round(v, 2) for v in load_before],

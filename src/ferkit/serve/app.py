@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -73,9 +74,17 @@ _BATCH_BODY = {
 }
 
 
-def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(engine: Engine, settings: ServeSettings | None = None, close_engine: bool = False) -> FastAPI:
+    """The ASGI app answering with `engine`; `close_engine` stops its workers when the app shuts down."""
     settings = settings or ServeSettings()
-    app = FastAPI(title="ferkit", version=__version__,
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if close_engine:  # here, not after uvicorn returns: on SIGTERM uvicorn re-raises it once shut down
+            engine.close()
+
+    app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan,
                   description="Facial expression recognition: find every face in a photo and say its expression. "
                   "Upload an image as multipart/form-data (field `image`) or as the raw request body. "
                   "Errors are JSON `{\"error\": \"...\"}` with a 4xx status.")

@@ -158,8 +158,20 @@ def _limit_threads(threads: int | None) -> None:
 
 def _process_init(config: EngineConfig) -> None:
     global _process_worker
+    _die_with_parent()
     _limit_threads(config.threads_per_worker)
     _process_worker = Worker(config)
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when the server process dies, even by SIGKILL (no orphans)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _process_call(method: str, *args):

@@ -48,10 +48,7 @@ def run_server(config: EngineConfig, settings, host: str = "127.0.0.1", port: in
     from .app import create_app
 
     engine = Engine(config)
-    try:
-        uvicorn.Server(_uvicorn_config(create_app(engine, settings), host, port, log_level)).run()
-    finally:
-        engine.close()
+    uvicorn.Server(_uvicorn_config(create_app(engine, settings, close_engine=True), host, port, log_level)).run()
 
 
 class BackgroundServer:
