@@ -1,0 +1,181 @@
+"""Load test of `ferkit serve`: concurrent clients POST the shared photos to /v1/detect on loopback.
+
+    .venv/bin/python benchmarks/serve_load.py [--clients 16] [--seconds 60] [--workers 2] [--pool thread]
+
+Starts `ferkit serve` on 127.0.0.1 at a free port in a subprocess, warms it up, then runs --clients threads
+(one keep-alive connection each) that send photo after photo (multipart, as the web page does) until
+--seconds have passed, and stops the server. Reports requests/s, latency percentiles, the status codes
+(no 5xx allowed: the exit code is 1 if any), and the server's resident memory (process and children)
+sampled every second: after warm-up, at the end and the largest. The clients run on the same machine
+and take some of its CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = Path(os.environ.get("FERKIT_DATASETS", ROOT.parent / "shared" / "datasets")) / "photos"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and its children (the process pool's workers), in MB."""
+    total, pids = 0, [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def post(conn: http.client.HTTPConnection, body: bytes, content_type: str) -> int:
+    conn.request("POST", "/v1/detect", body=body, headers={"Content-Type": content_type})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"ferkit serve exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit("ferkit serve did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pool", default="thread", choices=("thread", "process"))
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per worker")
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--json", type=Path, help="write the numbers here too")
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()
+    files = [args.photos / "angry_man.jpg", args.photos / "crying_woman.jpg", *sorted((args.photos / "expw").glob("*.jpg"))]
+    photos = [multipart(f.name, f.read_bytes()) for f in files]
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    command = [sys.executable, "-m", "ferkit", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(args.workers), "--pool", args.pool, "--threads", str(args.threads)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(port, server)
+        warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for body, content_type in photos:  # every photo once: kernels picked, detector pyramids seen
+            post(warm, body, content_type)
+        memory = [rss_mb(server.pid)]
+        latencies: list[float] = []
+        statuses: Counter[int] = Counter()
+        errors: Counter[str] = Counter()
+        lock = threading.Lock()
+        start = time.perf_counter()
+        stop_at = start + args.seconds
+
+        def client(index: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            n = index
+            while time.perf_counter() < stop_at:
+                body, content_type = photos[n % len(photos)]
+                n += args.clients
+                t0 = time.perf_counter()
+                try:
+                    status = post(conn, body, content_type)
+                except (OSError, http.client.HTTPException) as exc:
+                    with lock:
+                        errors[type(exc).__name__] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+                    statuses[status] += 1
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(args.clients)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            time.sleep(1.0)
+            memory.append(rss_mb(server.pid))
+        elapsed = time.perf_counter() - start
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+
+    result = {
+        "clients": args.clients, "seconds": round(elapsed, 1), "workers": args.workers, "pool": args.pool,
+        "threads_per_worker": args.threads, "photos": len(photos), "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 2),
+        "p50_ms": round(pct(0.50), 1), "p90_ms": round(pct(0.90), 1), "p99_ms": round(pct(0.99), 1),
+        "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
+        "status": {str(k): v for k, v in sorted(statuses.items())}, "connection_errors": dict(errors),
+        "server_rss_mb": {"after_warmup": round(memory[0]), "end": round(memory[-1]), "max": round(max(memory)),
+                          "every_10s": [round(m) for m in memory[::10]]},
+        "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), platform.processor()),
+        "cores": os.cpu_count(), "load_average_before": [round(v, 2) for v in load_before],
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    server_errors = sum(v for k, v in statuses.items() if k >= 500)
+    if server_errors or errors:
+        print(f"FAIL: {server_errors} 5xx answers, {sum(errors.values())} connection errors", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
