@@ -84,7 +84,8 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2)
@@ -95,7 +96,8 @@ def main() -> int:
     args = parser.parse_args()
 
     load_before = os.getloadavg()
-    files = [args.photos / "angry_man.jpg", args.photos / "crying_woman.jpg", *sorted((args.photos / "expw").glob("*.jpg"))]
+    files = [args.photos / "angry_man.jpg", args.photos / "crying_woman.jpg",
+             *sorted((args.photos / "expw").glob("*.jpg"))]
     photos = [multipart(f.name, f.read_bytes()) for f in files]
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -152,7 +154,8 @@ def main() -> int:
     latencies.sort()
 
     def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+        return (latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+                if latencies else float("nan"))
 
     result = {
         "clients": args.clients, "seconds": round(elapsed, 1), "workers": args.workers, "pool": args.pool,
@@ -161,8 +164,8 @@ def main() -> int:
         "p50_ms": round(pct(0.50), 1), "p90_ms": round(pct(0.90), 1), "p99_ms": round(pct(0.99), 1),
         "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
         "status": {str(k): v for k, v in sorted(statuses.items())}, "connection_errors": dict(errors),
-        "server_rss_mb": {"after_warmup": round(memory[0]), "end": round(memory[-1]), "max": round(max(memory)),
-                          "every_10s": [round(m) for m in memory[::10]]},
+        "server_rss_mb": {"after_warmup": round(memory[0]), "end": round(memory[-1]),
+                          "max": round(max(memory)), "every_10s": [round(m) for m in memory[::10]]},
         "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                      if line.startswith("model name")), platform.processor()),
         "cores": os.cpu_count(), "load_average_before": [round(v, 2) for v in load_before],

@@ -1,4 +1,5 @@
-"""`ferkit serve`: the REST API on the shared photos, every kind of bad upload, the limits and access rules."""
+"""`ferkit serve`: the REST API on the shared photos, every kind of bad upload, the limits and access
+rules."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 @pytest.fixture(scope="module")
 def engine():
-    engine = Engine(EngineConfig(workers=2, threads_per_worker=None))  # leave the test process's threads alone
+    # leave the test process's threads alone
+    engine = Engine(EngineConfig(workers=2, threads_per_worker=None))
     yield engine
     engine.close()
 
@@ -174,7 +176,8 @@ def test_truncated_and_corrupt_images(client, angry):
     corrupt = angry[:600] + bytes(range(256)) * 8 + angry[2648:]
     r = client.post("/v1/detect", content=corrupt)
     assert r.status_code in (200, 400), r.text  # libjpeg may decode damaged data; it must never be a 500
-    assert_error(client.post("/v1/classify", files=[("images", ("ok.jpg", angry)), ("images", ("bad.jpg", b"GIF8"))]),
+    assert_error(client.post("/v1/classify",
+                             files=[("images", ("ok.jpg", angry)), ("images", ("bad.jpg", b"GIF8"))]),
                  400, "upload 2 of 2 'bad.jpg'")
 
 

@@ -1,4 +1,5 @@
-"""The web page in a real browser: Debian's headless Chromium, driven by Selenium through Debian's chromedriver.
+"""The web page in a real browser: Debian's headless Chromium, driven by Selenium through Debian's
+chromedriver.
 
 The browser comes from Debian's packages (`chromium`, `chromium-driver`): installed here when missing and we
 are root; otherwise skipped with the reason, except under CI, where a missing browser fails. Nothing downloads
@@ -47,7 +48,8 @@ def _install_chromium() -> None:
         _unavailable("Debian's chromium and chromium-driver are not installed "
                      "(as root: apt-get install -y chromium chromium-driver)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
+    for command in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
         if done.returncode != 0:
             _unavailable(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
@@ -70,7 +72,8 @@ def browser_factory(tmp_path_factory):
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
         profile = tmp_path_factory.mktemp("chromium-profile")
-        for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                     "--window-size=1280,900", f"--user-data-dir={profile}", *extra):
             options.add_argument(arg)
@@ -142,7 +145,8 @@ def test_page_upload_draws_the_cli_answer(browser_factory, server, engine, photo
     canvas = driver.execute_script(
         "const c = document.getElementById('overlay'), ctx = c.getContext('2d');"
         "const at = (x, y) => Array.from(ctx.getImageData(x, y, 1, 1).data);"
-        f"return {{w: c.width, h: c.height, edge: at({x1}, {(y1 + y2) // 2}), inside: at({(x1 + x2) // 2}, {(y1 + y2) // 2})}};")
+        f"return {{w: c.width, h: c.height, edge: at({x1}, {(y1 + y2) // 2}), "
+        f"inside: at({(x1 + x2) // 2}, {(y1 + y2) // 2})}};")
     assert (canvas["w"], canvas["h"]) == (425, 521)
     assert canvas["edge"][3] == 255 and canvas["edge"][0] > 200  # the red (angry) box line
     assert canvas["inside"][3] == 0  # the face itself is left visible

@@ -403,23 +403,29 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="REST API and web page (live webcam) for expression recognition",
-                       description="Serve the REST API (POST /v1/detect, /v1/classify; GET /v1/models, /healthz; "
-                       "docs at /docs) and the web page at /. Binds 127.0.0.1 unless told otherwise; another "
-                       "address needs --api-key (or --allow-anyone). Needs `pip install 'ferkit[serve]'`.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+                       description="Serve the REST API (POST /v1/detect, /v1/classify; GET /v1/models, "
+                       "/healthz; docs at /docs) and the web page at /. Binds 127.0.0.1 unless told "
+                       "otherwise; another address needs --api-key (or --allow-anyone). "
+                       "Needs `pip install 'ferkit[serve]'`.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", default=None, metavar="KEY", help="require the header X-API-Key: KEY on /v1/* "
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="require the header X-API-Key: KEY on /v1/* "
                    "(default: $FERKIT_API_KEY; none on loopback)")
     p.add_argument("--allow-anyone", action="store_true", help="listen beyond loopback without an API key")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="let pages from ORIGIN (e.g. https://app.example) call the API; repeatable (default: none)")
+                   help="let pages from ORIGIN (e.g. https://app.example) call the API; "
+                   "repeatable (default: none)")
     p.add_argument("--workers", type=int, default=2, help="inference workers (default 2)")
     p.add_argument("--pool", default="thread", choices=("thread", "process"),
                    help="workers as threads sharing one model (default) or processes with one model each")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads per worker (default 1)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body (default 10 MB)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image (default 40 million pixels)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to receive an upload, and to answer it")
+    p.add_argument("--max-pixels", type=int, default=40_000_000,
+                   help="largest image (default 40 million pixels)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to receive an upload, and to answer it")
     _add_recognizer_options(p)
 
 

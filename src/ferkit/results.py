@@ -36,8 +36,9 @@ class Face:
         return self.probs.get(self.label, 0.0)
 
     def to_dict(self) -> dict:
+        marks = None if self.landmarks is None else np.round(np.asarray(self.landmarks, float), 1).tolist()
         return {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 4),
-                "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
+                "landmarks": marks,
                 "label": self.label, "probs": {k: round(float(v), 4) for k, v in self.probs.items()}}
 
 

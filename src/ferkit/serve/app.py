@@ -37,7 +37,7 @@ class ServeSettings:
 
     max_upload_bytes: int = 10_000_000  # a request body larger than this gets 413
     timeout: float = 30.0               # seconds to receive a body, and seconds to wait for its answer
-    api_key: str | None = None          # when set, /v1/* needs `X-API-Key: KEY` or `Authorization: Bearer KEY`
+    api_key: str | None = None          # if set, /v1/* needs `X-API-Key: KEY` or `Authorization: Bearer KEY`
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API from other pages
 
 
@@ -85,7 +85,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
             engine.close()
 
     app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan,
-                  description="Facial expression recognition: find every face in a photo and say its expression. "
+                  description="Facial expression recognition: find every face in a photo and say its "
+                  "expression. "
                   "Upload an image as multipart/form-data (field `image`) or as the raw request body. "
                   "Errors are JSON `{\"error\": \"...\"}` with a 4xx status.")
     app.state.engine = engine
@@ -94,7 +95,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "X-API-Key", "Authorization"])
 
     @app.middleware("http")
@@ -157,8 +159,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
                 raise UploadError(400, "the form holds no file: send the image in the field 'image'")
             return [(p.filename or "", p.data, p.name) for p in parts]
         if not body:
-            raise UploadError(400, "empty upload: send an image as multipart/form-data (field 'image') or as the "
-                              "raw request body")
+            raise UploadError(400, "empty upload: send an image as multipart/form-data (field 'image') "
+                              "or as the raw request body")
         return [("", body, "")]
 
     def with_top_k(probs: dict[str, float], k: int) -> list[dict]:
@@ -171,7 +173,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
     async def detect(request: Request,
                      detector: Literal["mtcnn", "haar"] | None = Query(None, description="face detector "
                                                                        "(default: the server's)"),
-                     min_face_size: int | None = Query(None, ge=8, le=4096, description="smallest face to look "
+                     min_face_size: int | None = Query(None, ge=8, le=4096,
+                                                       description="smallest face to look "
                                                        "for, in pixels (mtcnn)"),
                      top_k: int = Query(3, ge=1, le=100, description="how many classes to list per face in "
                                         "`top_k`")):
@@ -194,7 +197,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
         items = await images_of(request)
         if len(items) > MAX_PARTS:
             raise UploadError(400, f"too many images in one batch (limit {MAX_PARTS})")
-        out = await engine.run("classify", [(name, data) for name, data, _ in items], timeout=settings.timeout)
+        out = await engine.run("classify", [(name, data) for name, data, _ in items],
+                               timeout=settings.timeout)
         for p in out["predictions"]:
             p["top_k"] = with_top_k(p["probs"], top_k)
         out = {"model": engine.model.name, "class_names": engine.class_names, **out}
@@ -208,7 +212,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
                             "architecture": info.model_name, "class_names": engine.class_names,
                             "input_size": info.in_size, "backend": type(engine.classifier).__name__}],
                 "detectors": ["mtcnn", "haar"], "default_detector": engine.config.detector,
-                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": engine.config.max_pixels,
+                "limits": {"max_upload_bytes": settings.max_upload_bytes,
+                           "max_pixels": engine.config.max_pixels,
                            "max_batch": MAX_PARTS, "timeout_s": settings.timeout}}
 
     @app.get("/healthz", summary="Liveness: the model is loaded and the workers are up")

@@ -58,7 +58,8 @@ class EngineConfig:
         if self.workers < 1:
             raise ConfigError(f"workers must be ≥ 1 (got {self.workers})")
         if self.detector not in DETECTORS:
-            raise ConfigError(f"unknown face detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}")
+            raise ConfigError(f"unknown face detector {self.detector!r}; "
+                              f"choose one of: {', '.join(DETECTORS)}")
 
 
 # ---------------------------------------------------------------- one worker
@@ -130,7 +131,8 @@ def decode(data: bytes, name: str, max_pixels: int, mode: str):
             with Image.open(io.BytesIO(data)) as img:  # reads the header only
                 width, height = img.size
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"{name}: image too large ({exc}); this server's limit is {max_pixels:,} pixels") from None
+        raise ImageTooLarge(f"{name}: image too large ({exc}); "
+                            f"this server's limit is {max_pixels:,} pixels") from None
     except Exception:  # noqa: BLE001 - load_image below says what is wrong in its own words
         width = height = 0
     if width * height > max_pixels:
@@ -210,11 +212,12 @@ class Engine:
             _limit_threads(config.threads_per_worker)
             self._workers: list[Worker] = [Worker(config, self.classifier) for _ in range(config.workers)]
             self._free: list[Worker] = list(self._workers)
-            self._executor: cf.Executor = cf.ThreadPoolExecutor(config.workers, thread_name_prefix="ferkit-serve")
+            self._executor: cf.Executor = cf.ThreadPoolExecutor(config.workers,
+                                                                 thread_name_prefix="ferkit-serve")
         else:
             context = multiprocessing.get_context("spawn")  # fork after PyTorch started its threads can hang
-            self._executor = cf.ProcessPoolExecutor(config.workers, mp_context=context, initializer=_process_init,
-                                                    initargs=(config,))
+            self._executor = cf.ProcessPoolExecutor(config.workers, mp_context=context,
+                                                    initializer=_process_init, initargs=(config,))
             # Start every process and load its model now, so the first requests do not wait for it.
             list(self._executor.map(_process_ready, range(config.workers)))
 

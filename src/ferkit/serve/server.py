@@ -22,11 +22,13 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(host: str, api_key: str | None, allow_anyone: bool = False) -> str | None:
-    """Refuse to listen beyond this machine without an API key, unless told so; return the warning to print."""
+    """Refuse to listen beyond this machine without an API key, unless told so; return the warning
+    to print."""
     if is_loopback(host) or api_key:
         return None
     if not allow_anyone:
-        raise ConfigError(f"--host {host} lets other machines reach the service; protect it with --api-key KEY "
+        raise ConfigError(f"--host {host} lets other machines reach the service; "
+                          f"protect it with --api-key KEY "
                           f"(or FERKIT_API_KEY), or pass --allow-anyone to serve it without a key")
     return (f"listening on {host} without an API key: anyone who can reach this port can use the service "
             f"and its CPU")
@@ -48,7 +50,8 @@ def run_server(config: EngineConfig, settings, host: str = "127.0.0.1", port: in
     from .app import create_app
 
     engine = Engine(config)
-    uvicorn.Server(_uvicorn_config(create_app(engine, settings, close_engine=True), host, port, log_level)).run()
+    uvicorn.Server(_uvicorn_config(create_app(engine, settings, close_engine=True),
+                                   host, port, log_level)).run()
 
 
 class BackgroundServer:

@@ -46,7 +46,8 @@ async def read_body(request, max_bytes: int, timeout: float) -> bytes:
         async for chunk in request.stream():
             body.extend(chunk)
             if len(body) > max_bytes:
-                raise UploadError(413, f"upload too large (over {_mb(max_bytes)}); the limit is {_mb(max_bytes)}")
+                raise UploadError(413, f"upload too large (over {_mb(max_bytes)}); "
+                                       f"the limit is {_mb(max_bytes)}")
 
     try:
         await asyncio.wait_for(receive(), timeout)
