@@ -82,3 +82,13 @@ def model_file(tmp_path_factory):
     classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     return save_model(tmp_path_factory.mktemp("model") / "m.safetensors", model.eval(),
                       ModelInfo("seed_cnn", classes, mean=0.5, std=0.25))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The service's worker pool (2 workers; the test process's threads left alone), for the serve tests."""
+    from ferkit.serve import Engine, EngineConfig
+
+    engine = Engine(EngineConfig(workers=2, threads_per_worker=None))
+    yield engine
+    engine.close()

@@ -37,14 +37,6 @@ CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
 @pytest.fixture(scope="module")
-def engine():
-    # leave the test process's threads alone
-    engine = Engine(EngineConfig(workers=2, threads_per_worker=None))
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
 def client(engine):
     with TestClient(create_app(engine, ServeSettings(max_upload_bytes=2_000_000))) as client:
         yield client

@@ -24,7 +24,6 @@ pytestmark = pytest.mark.browser
 
 pytest.importorskip("fastapi", reason="ferkit[serve] is not installed")
 
-from ferkit.serve import Engine, EngineConfig  # noqa: E402
 from ferkit.serve.app import create_app  # noqa: E402
 from ferkit.serve.engine import Worker  # noqa: E402
 from ferkit.serve.server import background_server  # noqa: E402
@@ -85,13 +84,6 @@ def browser_factory(tmp_path_factory):
     yield start
     for driver in drivers:
         driver.quit()
-
-
-@pytest.fixture(scope="module")
-def engine():
-    engine = Engine(EngineConfig(workers=2, threads_per_worker=None))
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")

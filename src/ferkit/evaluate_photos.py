@@ -35,7 +35,8 @@ from .data.folders import find_layout, scan_folder
 from .data.images import load_image
 from .errors import DataError
 from .evaluate import Evaluation, evaluate
-from .faces import Detection, box_iou
+from .faces import Detection
+from .faces.detector import match_boxes
 from .models.classifier import FaceClassifier
 
 MIN_IOU = 0.4  # a labelled box and a squared detection box are the same face at IoU >= this
@@ -263,22 +264,7 @@ def _by_photo(faces: list[LabelledFace]) -> dict[Path, list[int]]:
     return groups
 
 
-def match_detections(truth: np.ndarray, boxes: np.ndarray, min_iou: float = MIN_IOU) -> np.ndarray:
-    """For each of `truth` (N×4), the index of the box (M×4) it matches, or -1.
-
-    One-to-one greedy matching, best IoU first (as `ferkit.faces.match_faces`).
-    """
-    match = np.full(len(truth), -1)
-    if len(truth) == 0 or len(boxes) == 0:
-        return match
-    iou = box_iou(truth, boxes)
-    while True:
-        t, d = np.unravel_index(np.argmax(iou), iou.shape)
-        if iou[t, d] < min_iou:
-            return match
-        match[t] = d
-        iou[t, :] = -1.0
-        iou[:, d] = -1.0
+match_detections = match_boxes  # the labelled faces' matching: one-to-one, best IoU first
 
 
 def _face_probs(face, class_names: list[str]) -> np.ndarray:

@@ -88,20 +88,28 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def match_faces(truth_boxes: np.ndarray, detections: list[Detection], min_iou: float = 0.4) -> np.ndarray:
-    """Which of `truth_boxes` (N×4) a detection finds: bool per box.
+def match_boxes(truth_boxes: np.ndarray, boxes: np.ndarray, min_iou: float = 0.4) -> np.ndarray:
+    """For each of `truth_boxes` (N×4), the index of the box (M×4) that matches it, or -1.
 
-    One-to-one greedy matching, best IoU first, so one detection cannot count for two faces.
-    Unmatched detections are not penalised (photos may hold unlabelled faces).
+    One-to-one greedy matching, best IoU first, so one box cannot count for two faces.
     """
-    found = np.zeros(len(truth_boxes), dtype=bool)
-    if len(truth_boxes) == 0 or not detections:
-        return found
-    iou = box_iou(truth_boxes, np.array([d.box for d in detections]))
+    match = np.full(len(truth_boxes), -1)
+    if len(truth_boxes) == 0 or len(boxes) == 0:
+        return match
+    iou = box_iou(np.asarray(truth_boxes), np.asarray(boxes))
     while True:
         t, d = np.unravel_index(np.argmax(iou), iou.shape)
         if iou[t, d] < min_iou:
-            return found
-        found[t] = True
+            return match
+        match[t] = d
         iou[t, :] = -1.0
         iou[:, d] = -1.0
+
+
+def match_faces(truth_boxes: np.ndarray, detections: list[Detection], min_iou: float = 0.4) -> np.ndarray:
+    """Which of `truth_boxes` (N×4) a detection finds: bool per box (one-to-one, as `match_boxes`).
+
+    Unmatched detections are not penalised (photos may hold unlabelled faces).
+    """
+    boxes = np.array([d.box for d in detections]).reshape(-1, 4)
+    return match_boxes(truth_boxes, boxes, min_iou) >= 0
