@@ -9,7 +9,7 @@ import pytest
 from ferkit.data.images import load_image
 from ferkit.errors import ConfigError
 from ferkit.faces import Framing, create_detector, crop_face
-from ferkit.faces.framing import FER2013_TEMPLATE, as_framing, landmark_matrix
+from ferkit.faces.framing import FER2013_BOX_MARGIN, FER2013_TEMPLATE, as_framing, landmark_matrix
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,8 @@ def test_faces_without_landmarks_fall_back_to_the_box():
     image = np.arange(200 * 200, dtype=np.uint32).reshape(200, 200).astype(np.uint8)
     box = (50, 60, 110, 120)
     np.testing.assert_array_equal(crop_face(image, box, size=60, framing="landmarks"),
-                                  crop_face(image, box, size=60, margin=0.0))
+                                  crop_face(image, box, size=60, margin=FER2013_BOX_MARGIN))
+    assert FER2013_BOX_MARGIN == Framing("box").margin
 
 
 def test_as_framing_shorthands():
