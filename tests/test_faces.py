@@ -139,7 +139,7 @@ def test_unreadable_input_is_an_image_error(mtcnn, tmp_path):
 
 
 def test_create_detector_by_name():
-    assert list_detectors() == ["mtcnn", "haar"]
+    assert list_detectors() == ["mtcnn", "haar", "yunet"]
     detector = create_detector("MTCNN", min_face_size=40)
     assert isinstance(detector, MTCNNDetector) and detector.min_face_size == 40
 

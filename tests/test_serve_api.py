@@ -124,7 +124,7 @@ def test_classify_batch_matches_recognizer(client, engine, photos_dir):
 
 def test_models_health_docs(client):
     models = client.get("/v1/models").json()
-    assert models["models"][0]["class_names"] == CLASSES and models["detectors"] == ["mtcnn", "haar"]
+    assert models["models"][0]["class_names"] == CLASSES and models["detectors"] == ["mtcnn", "haar", "yunet"]
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]

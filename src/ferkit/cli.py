@@ -168,7 +168,7 @@ def _add_crop(sub) -> None:
                        "gray SIZE×SIZE PNG under TARGET with the same folders, ready for `ferkit train`.")
     p.add_argument("source")
     p.add_argument("target")
-    p.add_argument("--detector", default="mtcnn", help="mtcnn (default) or haar")
+    p.add_argument("--detector", default="mtcnn", help="mtcnn (default), yunet (fast) or haar")
     p.add_argument("--size", type=int, default=48)
     _add_framing_options(p)
     p.add_argument("--skip-no-face", action="store_true", help="leave out images where no face is found")
@@ -194,7 +194,7 @@ def _crop(args: argparse.Namespace) -> int:
 def _add_recognizer_options(p) -> None:
     p.add_argument("--model", help="'default' (the bundled model, used when omitted), a .safetensors/.onnx "
                    "model file or a run directory")
-    p.add_argument("--detector", default="mtcnn", help="face detector: mtcnn (default) or haar")
+    p.add_argument("--detector", default="mtcnn", help="face detector: mtcnn (default), yunet (fast) or haar")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
                    help="inference engine (auto: ONNX Runtime on the CPU)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")

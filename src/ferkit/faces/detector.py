@@ -54,7 +54,8 @@ class Detector(ABC):
         """Faces in `image` (anything `load_image` accepts), highest score first; [] if none."""
 
 
-_DETECTORS = {"mtcnn": ("ferkit.faces.mtcnn", "MTCNNDetector"), "haar": ("ferkit.faces.haar", "HaarDetector")}
+_DETECTORS = {"mtcnn": ("ferkit.faces.mtcnn", "MTCNNDetector"), "haar": ("ferkit.faces.haar", "HaarDetector"),
+              "yunet": ("ferkit.faces.yunet", "YuNetDetector")}
 
 
 def list_detectors() -> list[str]:

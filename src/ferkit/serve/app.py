@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import FerkitError
-from .engine import Busy, Engine, ImageTooLarge
+from .engine import DETECTORS, Busy, Engine, ImageTooLarge
 from .uploads import MAX_PARTS, UploadError, is_multipart, parse_multipart, read_body
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -171,8 +171,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
     @app.post("/v1/detect", dependencies=guarded, openapi_extra={"requestBody": _IMAGE_BODY},
               summary="Find every face in an image and classify its expression")
     async def detect(request: Request,
-                     detector: Literal["mtcnn", "haar"] | None = Query(None, description="face detector "
-                                                                       "(default: the server's)"),
+                     detector: Literal["mtcnn", "haar", "yunet"] | None = Query(
+                         None, description="face detector (default: the server's)"),
                      min_face_size: int | None = Query(None, ge=8, le=4096,
                                                        description="smallest face to look "
                                                        "for, in pixels (mtcnn)"),
@@ -211,7 +211,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
         return {"models": [{"name": engine.model.name, "kind": engine.model.kind,
                             "architecture": info.model_name, "class_names": engine.class_names,
                             "input_size": info.in_size, "backend": type(engine.classifier).__name__}],
-                "detectors": ["mtcnn", "haar"], "default_detector": engine.config.detector,
+                "detectors": list(DETECTORS), "default_detector": engine.config.detector,
                 "limits": {"max_upload_bytes": settings.max_upload_bytes,
                            "max_pixels": engine.config.max_pixels,
                            "max_batch": MAX_PARTS, "timeout_s": settings.timeout}}

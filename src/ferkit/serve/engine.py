@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, ImageError
 
-DETECTORS = ("mtcnn", "haar")
+DETECTORS = ("mtcnn", "haar", "yunet")
 MAX_CACHED_DETECTORS = 8  # per worker: (detector, min_face_size) pairs asked for by requests
 
 

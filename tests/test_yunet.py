@@ -1,0 +1,54 @@
+"""YuNet, the bundled fast face detector (OpenCV's FaceDetectorYN), as a ferkit Detector."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from ferkit.errors import ConfigError
+from ferkit.faces import box_iou, create_detector, list_detectors, match_faces
+
+
+@pytest.fixture(scope="module")
+def yunet():
+    return create_detector("yunet")
+
+
+def test_registered_and_finds_the_face_with_landmarks(yunet, photos_dir):
+    assert "yunet" in list_detectors()
+    faces = yunet.detect(photos_dir / "angry_man.jpg")
+    assert len(faces) == 1 and faces[0].score > 0.7
+    marks = faces[0].landmarks
+    assert marks.shape == (5, 2)
+    assert marks[0, 0] < marks[1, 0] and marks[3, 0] < marks[4, 0]  # the picture's left first, as MTCNN
+    x1, y1, x2, y2 = faces[0].box
+    assert np.all((marks >= (x1, y1)) & (marks <= (x2, y2)))
+
+
+def test_recall_on_the_expw_photos(yunet, photos_dir):
+    """Measured 89/90 with squared boxes (benchmarks/detection_recall.py --detector yunet)."""
+    rows = list(csv.DictReader(open(photos_dir / "expw" / "annotations.csv", newline="")))
+    found = 0
+    for image in sorted({row["image"] for row in rows}):
+        boxes = np.array([[float(r[k]) for k in ("left", "top", "right", "bottom")] for r in rows
+                          if r["image"] == image])
+        found += match_faces(boxes, [f.square() for f in yunet.detect(photos_dir / "expw" / image)]).sum()
+    assert found / len(rows) >= 0.95
+
+
+def test_large_pictures_are_scaled_down_and_mapped_back(yunet, photos_dir):
+    from ferkit.data.images import load_image
+
+    rgb = load_image(photos_dir / "angry_man.jpg", mode="rgb")
+    big = np.kron(rgb, np.ones((3, 3, 1), dtype=np.uint8))  # 3× larger than max_side allows at once
+    faces = yunet.detect(big)
+    assert len(faces) == 1
+    assert box_iou(np.array(faces[0].box) / 3, np.array(yunet.detect(rgb)[0].box))[0, 0] > 0.7
+
+
+def test_blank_picture_and_bad_options(yunet):
+    assert yunet.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+    with pytest.raises(ConfigError, match="thresholds must be in"):
+        create_detector("yunet", score_threshold=1.5)
