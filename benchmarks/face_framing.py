@@ -88,13 +88,12 @@ def fer_landmarks(paths: list[Path], detector) -> tuple[np.ndarray, np.ndarray]:
     for path in paths:
         gray = load_image(path, mode="gray")
         size = gray.shape[0]
-        big = cv2.resize(gray, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
-        pad = int(PAD * big.shape[0])
-        big = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        faces = [f for f in detector.detect(np.stack([big] * 3, -1)) if f.landmarks is not None]
+        big = upscaled(gray)
+        pad = int(PAD * UPSCALE * size)
+        faces = [f for f in detector.detect(big) if f.landmarks is not None]
         if not faces:
             continue
-        centre = np.array(big.shape[::-1]) / 2
+        centre = np.array(big.shape[1::-1]) / 2
         face = min(faces, key=lambda f: np.linalg.norm(np.reshape(f.box, (2, 2)).mean(0) - centre))
         out.append((face.landmarks - pad) / UPSCALE / size)
         boxes.append((np.array(face.square().box) - pad) / UPSCALE / size)

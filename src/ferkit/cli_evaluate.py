@@ -137,26 +137,35 @@ def _crop_split(args: argparse.Namespace, path: str, classifier):
     from dataclasses import replace
 
     from .config import TrainConfig
-    from .data import load_dataset
-    from .experiment import load_splits, read_config
+    from .experiment import read_config
 
     cfg = read_config(args.run) if args.run else TrainConfig(image_size=classifier.info.in_size)
     cfg = replace(cfg, data=str(path), data_format=args.format or "auto", labels=args.labels or "dataset",
                   ferplus=args.ferplus or "")
+    data, description = _load_part(cfg, args.split, classifier.info.in_size)
     if args.split == "all":
-        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size,
-                            labels=cfg.labels, ferplus=cfg.ferplus)
         return data, _labels_detail(cfg), ""
-    splits = load_splits(cfg)
-    data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
-    if data is None:
-        raise FerkitError(f"{cfg.data}: has no {args.split} split")
     usages = set(data.usage.tolist()) if data.usage is not None else set()
     if len(usages) == 1:
         detail = next(iter(usages))
     else:
         detail = "subject-independent" if data.groups is not None else ""
-    return data, " ".join(filter(None, (detail, _labels_detail(cfg)))), f"split: {splits.description}"
+    return data, " ".join(filter(None, (detail, _labels_detail(cfg)))), description
+
+
+def _load_part(cfg, split: str, image_size: int):
+    """(data, "split: how it was made") for `split` of cfg.data made as in training; "all": every image."""
+    from .data import load_dataset
+    from .experiment import load_splits
+
+    if split == "all":
+        return load_dataset(cfg.data, format=cfg.data_format, image_size=image_size, labels=cfg.labels,
+                            ferplus=cfg.ferplus), ""
+    splits = load_splits(cfg)
+    data = {"train": splits.train, "val": splits.val, "test": splits.test}[split]
+    if data is None:
+        raise FerkitError(f"{cfg.data}: has no {split} split")
+    return data, f"split: {splits.description}"
 
 
 def _labels_detail(cfg) -> str:
@@ -167,9 +176,8 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     """A run on the data it was trained on: the split made as in training, its classes exactly the model's."""
     from dataclasses import replace
 
-    from .data import load_dataset
     from .evaluate import evaluate, write_reports
-    from .experiment import load_splits, read_config
+    from .experiment import read_config
     from .predict import load_classifier
 
     cfg = read_config(args.run)
@@ -178,15 +186,9 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, data_format=args.format)
     if args.labels or args.ferplus:
         cfg = replace(cfg, labels=args.labels or cfg.labels, ferplus=args.ferplus or cfg.ferplus)
-    if args.split == "all":
-        data = load_dataset(cfg.data, format=cfg.data_format, image_size=classifier.info.in_size,
-                            labels=cfg.labels, ferplus=cfg.ferplus)
-    else:
-        splits = load_splits(cfg)
-        data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
-        if data is None:
-            raise FerkitError(f"{cfg.data}: has no {args.split} split")
-        print(f"split: {splits.description}")
+    data, description = _load_part(cfg, args.split, classifier.info.in_size)
+    if description:
+        print(description)
     if cfg.labels != "dataset":
         print(f"labels: FER+ majority ({data.meta['ferplus']['folder']})")
     result = evaluate(classifier, data, args.split)
