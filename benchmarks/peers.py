@@ -1,0 +1,70 @@
+"""The peers' environment: TensorFlow/Keras and the `fer` package, for side-by-side benchmarks only.
+
+    .venv/bin/python benchmarks/peers.py            # create it (once) and print its python
+
+TensorFlow is never a ferkit dependency. The benchmarks that compare with Keras or `fer` make this
+separate virtual environment themselves (`benchmarks/.peers/`, ignored by git) and run the peer's side
+in a subprocess with its python. `fer` is installed without its dependency on facenet-pytorch (it is
+only imported for `FER(mtcnn=True)` and would pull in a second, CUDA build of PyTorch); `fer` is used
+with its default Haar cascade detector, as its README shows.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+PEERS_DIR = Path(__file__).resolve().parent / ".peers"
+PEERS_PYTHON = PEERS_DIR / "bin" / "python"
+STAMP = PEERS_DIR / ".installed"
+
+PACKAGES = [
+    "tensorflow-cpu==2.21.0",
+    "scipy",                      # Keras' ImageDataGenerator needs it for affine transforms
+    "opencv-python-headless",
+    "pandas", "requests", "matplotlib", "tqdm", "Pillow", "moviepy<2.0", "ffmpeg-python",
+    "setuptools<81",              # fer imports pkg_resources
+]
+FER = "fer==25.10.3"
+
+
+class PeersUnavailable(RuntimeError):
+    """The peers' environment could not be made (no registry, no wheel for this Python, ...)."""
+
+
+def _pip(*args: str) -> None:
+    result = subprocess.run([str(PEERS_PYTHON), "-m", "pip", "install", "--quiet", *args],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise PeersUnavailable(lines[-1] if lines else "pip failed")
+
+
+def ensure_peers() -> Path:
+    """Create the environment the first time; return its python. Raises PeersUnavailable."""
+    if STAMP.exists():
+        return PEERS_PYTHON
+    print(f"making the peers' environment in {PEERS_DIR} (TensorFlow, fer; a few minutes, once)",
+          file=sys.stderr)
+    venv.create(PEERS_DIR, with_pip=True, clear=True)
+    _pip(*PACKAGES)
+    _pip("--no-deps", FER)
+    STAMP.write_text(" ".join(PACKAGES + [FER]) + "\n")
+    return PEERS_PYTHON
+
+
+def peers_python_or_reason() -> tuple[Path | None, str]:
+    """(python, "") when the environment is usable, else (None, why not)."""
+    try:
+        return ensure_peers(), ""
+    except (PeersUnavailable, OSError) as error:
+        return None, f"the peers' environment could not be made: {error}"
+
+
+if __name__ == "__main__":
+    python, reason = peers_python_or_reason()
+    if python is None:
+        sys.exit(reason)
+    print(python)
