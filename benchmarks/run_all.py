@@ -1,0 +1,178 @@
+"""Regenerate the measured tables of BENCHMARKS.md: every benchmark and evaluation, one after another.
+
+    .venv/bin/python benchmarks/run_all.py              # full runs; rewrites BENCHMARKS.md's tables
+    .venv/bin/python benchmarks/run_all.py --quick      # small subsets, a few minutes, into
+                                                        # artifacts/BENCHMARKS.quick.md
+    .venv/bin/python benchmarks/run_all.py --only video_speed,recognizer_speed
+    .venv/bin/python benchmarks/run_all.py --list
+
+Each job's output replaces the text between `<!-- run_all:NAME -->` and `<!-- /run_all:NAME -->` in
+BENCHMARKS.md, under the command that produced it; the prose around the markers is left alone. The
+`machine` block names the CPU, the library versions and the load average before the first job. Jobs run
+one at a time, because two processes sharing the 2 cores make every timing lie. A job that fails keeps
+its old text, is reported at the end, and makes the exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+QUICK_MD = ROOT / "artifacts" / "BENCHMARKS.quick.md"
+DATASETS = os.path.relpath(os.environ.get("FERKIT_DATASETS", ROOT.parent / "shared" / "datasets"), ROOT)
+PY = ".venv/bin/python"
+FERKIT = ".venv/bin/ferkit"
+
+
+@dataclass
+class Job:
+    """One block of BENCHMARKS.md: `command` (words; PY/FERKIT/DATASETS are filled in) and its quick form.
+
+    `keep="tables"` keeps only the Markdown table lines of the output (for `ferkit evaluate`, whose
+    per-dataset reports come first).
+    """
+
+    name: str
+    command: str
+    quick: str = ""
+    keep: str = "all"
+    minutes: float = 1.0  # rough full-run time on the development box, for --list
+    env: dict[str, str] = field(default_factory=dict)
+
+    def words(self, quick: bool) -> list[str]:
+        text = self.quick if quick and self.quick else self.command
+        return shlex.split(text.format(py=PY, ferkit=FERKIT, data=DATASETS))
+
+
+def _evaluate(data: str, extra: str = "") -> str:
+    return f"{{ferkit}} evaluate --model default --no-progress --data {data} {extra}".strip()
+
+
+JOBS = [
+    Job("accuracy", _evaluate("{data}/fer2013", "--split test"), keep="tables", minutes=0.5),
+    Job("cross_dataset",
+        _evaluate("{data}/ckplus/CK+48 {data}/expw-dev {data}/photos/expw", "--split all"),
+        _evaluate("{data}/ckplus/CK+48 {data}/photos/expw", "--split all"), keep="tables", minutes=1.5),
+    Job("cross_dataset_boxes", _evaluate("{data}/expw-dev", "--boxes --split all"), keep="tables",
+        minutes=0.3),
+    Job("recognizer_speed", "{py} benchmarks/recognizer_speed.py",
+        "{py} benchmarks/recognizer_speed.py --seconds 1", minutes=1.5),
+    Job("classifier_throughput", "{py} benchmarks/classifier_throughput.py",
+        "{py} benchmarks/classifier_throughput.py --models fast_fer --seconds 1", minutes=3),
+    Job("train_speed", "{py} benchmarks/train_speed.py --models fast_fer,seed_cnn",
+        "{py} benchmarks/train_speed.py --models fast_fer --steps 10", minutes=1),
+    Job("detection", "{py} benchmarks/detection_recall.py", minutes=1.5),
+    Job("data_load", "{py} benchmarks/data_load.py", minutes=0.5),
+    Job("serve_load", "{py} benchmarks/serve_load.py --clients 16 --seconds 60",
+        "{py} benchmarks/serve_load.py --clients 4 --seconds 10", minutes=1.5),
+]
+
+
+def machine_block(quick: bool) -> str:
+    cpu = _cpu_model()
+    versions = []
+    for module in ("torch", "onnxruntime", "cv2"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            versions.append(f"{module} missing")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    mode = "quick (small subsets; not comparable with the full tables)" if quick else "full"
+    return (f"Measured {datetime.date.today().isoformat()} by `benchmarks/run_all.py` ({mode}) on {cpu}, "
+            f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, {', '.join(versions)}; "
+            f"load average before the first job: {load}.\n")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "an unknown CPU"
+
+
+def run_job(job: Job, quick: bool) -> tuple[str | None, str]:
+    """(the block's new text, or None on failure; a status line)."""
+    words = job.words(quick)
+    start = time.perf_counter()
+    result = subprocess.run(words, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **job.env})
+    took = time.perf_counter() - start
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        return None, f"{job.name}: FAILED (exit {result.returncode}) after {took:.0f} s: {tail[0]}"
+    output = result.stdout
+    if job.keep == "tables":
+        output = "\n".join(line for line in output.splitlines() if line.startswith("|")) + "\n"
+    block = f"```sh\n{shlex.join(words)}\n```\n\n{output.strip()}\n"
+    return block, f"{job.name}: {took:.0f} s"
+
+
+def replace_block(text: str, name: str, block: str) -> str:
+    pattern = re.compile(rf"(<!-- run_all:{re.escape(name)} -->\n).*?(<!-- /run_all:{re.escape(name)} -->)",
+                         re.DOTALL)
+    if not pattern.search(text):
+        raise SystemExit(f"run_all: error: BENCHMARKS.md has no <!-- run_all:{name} --> block")
+    return pattern.sub(lambda m: m.group(1) + block + m.group(2), text, count=1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small subsets; write artifacts/BENCHMARKS.quick.md")
+    parser.add_argument("--only", help="comma-separated job names (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the jobs and their commands, run nothing")
+    args = parser.parse_args()
+    jobs = _selected(args.only)
+    if args.list:
+        for job in jobs:
+            print(f"{job.name:24} ~{job.minutes:g} min  {shlex.join(job.words(args.quick))}")
+        return 0
+    sys.path.insert(0, str(ROOT / "src"))
+    from ferkit.atomic import write_text
+
+    text = BENCHMARKS_MD.read_text()
+    text = replace_block(text, "machine", machine_block(args.quick))
+    failures = []
+    for job in jobs:
+        replace_block(text, job.name, "")  # fail before running anything long if a marker is missing
+    for job in jobs:
+        print(f"running {job.name} …", flush=True)
+        block, status = run_job(job, args.quick)
+        print(status, flush=True)
+        if block is None:
+            failures.append(status)
+            continue
+        text = replace_block(text, job.name, block)
+        write_text(QUICK_MD if args.quick else BENCHMARKS_MD, text)
+    print(f"wrote {QUICK_MD if args.quick else BENCHMARKS_MD}")
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _selected(only: str | None) -> list[Job]:
+    if not only:
+        return JOBS
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in {j.name for j in JOBS}]
+    if unknown:
+        raise SystemExit(f"run_all: error: unknown job(s) {', '.join(unknown)}; "
+                         f"choose from: {', '.join(j.name for j in JOBS)}")
+    return [j for j in JOBS if j.name in names]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
