@@ -139,7 +139,7 @@ def test_resume_warns_about_options_it_ignores(tmp_path, capsys):
 def test_wild_finetune_recipe_is_its_command_line():
     command = ("--data ../shared/datasets/fer2013 --labels fer2013+ferplus-votes --soft-label-weight 0.5 "
                "--model fast_fer --init default --epochs 6 --optimizer adamw --lr 5e-4 --weight-decay 0.05 "
-               "--warmup-epochs 1 --erasing 0.25 --aspect 0.15 --low-res 0.3 --low-res-scale 0.35 --blur 0.25 "
-               "--blur-sigma 1.2 --noise 0.25 --noise-sigma 0.03 --brightness 0.1 --contrast 0.2 --gamma 0.2 "
-               "--jpeg 0.25 --jpeg-quality 30").split()
+               "--warmup-epochs 1 --erasing 0.25 --aspect 0.15 --low-res 0.3 --low-res-scale 0.35 "
+               "--blur 0.25 --blur-sigma 1.2 --noise 0.25 --noise-sigma 0.03 --brightness 0.1 --contrast 0.2 "
+               "--gamma 0.2 --jpeg 0.25 --jpeg-quality 30").split()
     assert load_recipe(ROOT / "configs/wild-finetune.yaml") == config_from(*command)

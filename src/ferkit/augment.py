@@ -116,8 +116,8 @@ class AugmentConfig:
         for name in ("low_res", "blur", "noise", "jpeg"):
             self._check_number(name, 0.0, 1.0, "a probability in [0, 1]")
         for name in ("aspect", "blur_sigma", "noise_sigma", "brightness", "gamma", "mixup", "cutmix"):
-            self._check_number(name, 0.0, math.inf, "≥ 0")
-        self._check_number("contrast", 0.0, 1.0, "in [0, 1]")
+            self._check_number(name, 0.0, math.inf, "a number ≥ 0")
+        self._check_number("contrast", 0.0, 1.0, "a number in [0, 1]")
         self._check_number("low_res_scale", 1e-3, 1.0, "a fraction in (0, 1]")
         if isinstance(self.jpeg_quality, bool) or not isinstance(self.jpeg_quality, int) \
                 or not 1 <= self.jpeg_quality <= 95:
@@ -126,7 +126,7 @@ class AugmentConfig:
     def _check_number(self, name: str, lo: float, hi: float, what: str) -> None:
         value = getattr(self, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ConfigError(f"augment {name}: must be a number {what}, got {value!r}")
+            raise ConfigError(f"augment {name}: must be {what}, got {value!r}")
 
     def bounds(self, name: str) -> tuple[float, float]:
         value = getattr(self, name)
