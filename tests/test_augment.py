@@ -366,7 +366,8 @@ def test_mixup_and_cutmix_together_split_the_batch():
 
 @pytest.mark.parametrize("kw", [dict(low_res=1.5), dict(jpeg_quality=0), dict(jpeg_quality=99),
                                 dict(contrast=1.5), dict(blur=(0.1, 0.2)), dict(noise_sigma=-1.0),
-                                dict(low_res_scale=0.0), dict(mixup=-0.2), dict(aspect="wide")])
+                                dict(low_res_scale=0.0), dict(mixup=-0.2), dict(aspect="wide"),
+                                dict(erasing=(0.1, 0.2))])
 def test_bad_photo_shift_config_raises_config_error(kw):
     with pytest.raises(ConfigError):
         AugmentConfig(**kw)

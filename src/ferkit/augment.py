@@ -104,8 +104,7 @@ class AugmentConfig:
                 raise ConfigError(f"augment {name}: range ({lo}, {hi}) is empty")
         if self.zoom_range()[0] <= 0:
             raise ConfigError(f"augment zoom: scale must stay positive, got {self.zoom!r}")
-        if not 0.0 <= self.erasing <= 1.0:
-            raise ConfigError(f"augment erasing: probability must be in [0, 1], got {self.erasing}")
+        self._check_number("erasing", 0.0, 1.0, "a probability in [0, 1]")  # a recipe may give a pair
         if self.erasing_fill not in ("noise", "zero"):
             raise ConfigError(f"augment erasing_fill: 'noise' or 'zero', got {self.erasing_fill!r}")
         if self.fill_mode not in _PADDING:
