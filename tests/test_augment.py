@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ferkit.augment import AugmentConfig, Augmenter, AugmentParams
+from ferkit.augment import AugmentConfig, Augmenter, AugmentParams, mix_batch
 from ferkit.errors import ConfigError
 
 H = W = 48
@@ -202,3 +202,213 @@ def test_bad_config_raises_config_error():
 def test_rejects_non_batch_input():
     with pytest.raises(ValueError):
         Augmenter()(torch.rand(1, H, W))
+
+
+# ---------------------------------------------------------------- photo-shift transforms and mixing
+
+PHOTO_SHIFT = {
+    "aspect": dict(aspect=0.3),
+    "low_res": dict(low_res=0.5, low_res_scale=0.35),
+    "blur": dict(blur=0.5, blur_sigma=1.5),
+    "noise": dict(noise=0.5, noise_sigma=0.05),
+    "tone": dict(brightness=0.2, contrast=0.3, gamma=0.4),
+    "jpeg": dict(jpeg=0.5, jpeg_quality=20),
+}
+
+
+def faces(n: int = 16, seed: int = 0) -> torch.Tensor:
+    """Smooth random images in [0, 1] with some detail: blobs on a gradient, plus fine texture."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.linspace(0.2, 0.8, W).view(1, 1, 1, W).expand(n, 1, H, W)
+    spots = sum(blob(float(r), float(c), 4.0) for r, c in torch.randint(8, 40, (3, 2), generator=g))
+    return (0.6 * base + 0.3 * spots + 0.1 * torch.rand(n, 1, H, W, generator=g)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("name", PHOTO_SHIFT)
+def test_photo_shift_transform_changes_images_keeps_shape_dtype_range_and_is_seeded(name):
+    x = faces(32)
+    aug = Augmenter(AugmentConfig(**{**OFF, **PHOTO_SHIFT[name]}))
+    y = aug(x, torch.Generator().manual_seed(5))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+    changed = (y != x).flatten(1).any(1)
+    assert changed.any()
+    if name in ("low_res", "blur", "noise", "jpeg"):  # a probability: the others stay exactly as they were
+        assert 4 <= int(changed.sum()) <= 28
+    assert torch.equal(y, aug(x, torch.Generator().manual_seed(5)))
+    assert not torch.equal(y, aug(x, torch.Generator().manual_seed(6)))
+
+
+@pytest.mark.parametrize("name", PHOTO_SHIFT)
+def test_photo_shift_transform_leaves_the_existing_draws_alone(name):
+    """A new transform draws after the existing ones, so turning it on keeps their parameters."""
+    shape, cpu = (64, 1, H, W), torch.device("cpu")
+    old = Augmenter(AugmentConfig(shear=5, erasing=0.5)).sample(shape, torch.Generator().manual_seed(9), cpu)
+    new = Augmenter(AugmentConfig(shear=5, erasing=0.5, **PHOTO_SHIFT[name]))
+    drawn = new.sample(shape, torch.Generator().manual_seed(9), cpu)
+    for field in ("angle", "shift_x", "shift_y", "shear", "scale", "flip", "erase_box"):
+        assert torch.equal(getattr(old, field), getattr(drawn, field)), field
+    assert any(v is not None for v in (drawn.aspect, drawn.low_res, drawn.blur_sigma, drawn.brightness,
+                                       drawn.noise_sigma, drawn.jpeg_quality))
+    assert old.aspect is old.low_res is old.blur_sigma is old.gamma is old.jpeg_quality is None
+
+
+def test_photo_shift_sees_through_the_normalisation():
+    """The trainer hands normalised input; with its mean and std the pixels come out as without it."""
+    x = faces(16)
+    cfg = AugmentConfig(**{**OFF, **PHOTO_SHIFT["tone"], **PHOTO_SHIFT["noise"], **PHOTO_SHIFT["jpeg"]})
+    mean, std = 0.5, 0.25
+    plain = Augmenter(cfg)(x, torch.Generator().manual_seed(2))
+    normalised = Augmenter(cfg)((x - mean) / std, torch.Generator().manual_seed(2), mean=mean, std=std)
+    torch.testing.assert_close(normalised * std + mean, plain, atol=1e-5, rtol=0)
+
+
+def test_aspect_stretches_a_centred_square_into_a_rectangle():
+    x = torch.zeros(1, 1, H, W)
+    x[..., 16:32, 16:32] = 1.0
+    p = params(1)
+    p.aspect = torch.tensor([1.5625], dtype=torch.float64)  # width × 1.25, height / 1.25
+    y = transformed(dict(aspect=0.6), p, x)[0, 0] > 0.5
+    assert int(y.any(0).sum()) == 20 and int(y.any(1).sum()) in (12, 13, 14)
+    assert centre_of_mass(y.float()) == pytest.approx(((H - 1) / 2, (W - 1) / 2), abs=1e-3)
+
+
+def test_low_resolution_removes_fine_detail_and_keeps_flat_images():
+    stripes = (torch.arange(W) % 2).float().expand(2, 1, H, W).clone()
+    p = params(2)
+    p.low_res = torch.tensor([[24, 24], [0, 0]])
+    y = transformed(dict(low_res=1.0), p, stripes)
+    torch.testing.assert_close(y[0], torch.full_like(y[0], 0.5))  # 2-pixel stripes average out
+    assert torch.equal(y[1], stripes[1])
+    flat = torch.full((1, 1, H, W), 0.3)
+    p1 = params(1)
+    p1.low_res = torch.tensor([[17, 17]])
+    torch.testing.assert_close(transformed(dict(low_res=1.0), p1, flat), flat)
+
+
+def test_blur_spreads_a_dot_by_sigma_and_keeps_its_mass():
+    x = torch.zeros(2, 1, H, W)
+    x[:, 0, 24, 20] = 1.0
+    p = params(2)
+    p.blur_sigma = torch.tensor([2.0, 0.0], dtype=torch.float64)
+    y = transformed(dict(blur=1.0, blur_sigma=2.0), p, x)
+    assert float(y[0].sum()) == pytest.approx(1.0, abs=1e-5)
+    cols = torch.arange(W, dtype=torch.float32)
+    variance = float((y[0, 0].sum(0) * (cols - 20) ** 2).sum())
+    assert variance == pytest.approx(4.0, rel=0.05)
+    assert torch.equal(y[1], x[1])
+
+
+def test_tone_applies_gamma_then_contrast_then_brightness():
+    x = faces(1)
+    p = params(1)
+    p.gamma, p.contrast, p.brightness = (torch.tensor([v], dtype=torch.float64) for v in (2.0, 0.5, 0.1))
+    y = transformed(dict(gamma=1.0, contrast=0.5, brightness=0.1), p, x)
+    squared = x**2
+    expected = ((squared - squared.mean()) * 0.5 + squared.mean() + 0.1).clamp(0, 1)
+    torch.testing.assert_close(y, expected, atol=1e-6, rtol=0)
+
+
+def test_noise_has_the_drawn_standard_deviation():
+    x = torch.full((2, 1, H, W), 0.5)
+    p = params(2)
+    p.noise_sigma = torch.tensor([0.05, 0.0], dtype=torch.float64)
+    y = Augmenter(AugmentConfig(**{**OFF, "noise": 1.0})).apply(x, p, torch.Generator().manual_seed(0))
+    assert float((y[0] - x[0]).std()) == pytest.approx(0.05, rel=0.05)
+    assert torch.equal(y[1], x[1])
+
+
+def test_jpeg_quality_sets_the_error_and_untouched_samples_stay():
+    x = faces(3)
+    p = params(3)
+    p.jpeg_quality = torch.tensor([5, 90, 0])
+    y = transformed(dict(jpeg=1.0), p, x)
+    errors = (y - x).abs().flatten(1).mean(1)
+    assert errors[0] > 2 * errors[1] > 0 and errors[2] == 0
+    assert torch.equal((y[:2] * 255).round() / 255, y[:2])  # decoded 8-bit pixels
+
+
+def test_mixup_mixes_images_and_targets_by_the_same_share():
+    x = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 1, H, W)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5])
+    y, soft = mix_batch(x, labels, 7, mixup=0.4, cutmix=0.0, generator=torch.Generator().manual_seed(0))
+    share = soft[torch.arange(6), labels]
+    partner = labels.flip(0)
+    torch.testing.assert_close(soft[torch.arange(6), partner], 1 - share)
+    torch.testing.assert_close(y[:, 0, 0, 0], share * labels.float() + (1 - share) * partner.float())
+    torch.testing.assert_close(soft.sum(1), torch.ones(6))
+    again = mix_batch(x, labels, 7, mixup=0.4, cutmix=0.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], y) and torch.equal(again[1], soft)
+
+
+def test_cutmix_pastes_a_rectangle_and_the_target_share_is_the_area_kept():
+    n = 8
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, H, W)
+    targets = torch.eye(7)[torch.arange(n) % 7]  # distributions work as well as indices
+    y, soft = mix_batch(x, targets, 7, mixup=0.0, cutmix=1.0, generator=torch.Generator().manual_seed(1))
+    for i in range(n):
+        own = (y[i] == i).float().mean()
+        assert bool(((y[i] == i) | (y[i] == n - 1 - i)).all())
+        if i != n - 1 - i and i % 7 != (n - 1 - i) % 7:
+            assert float(soft[i, i % 7]) == pytest.approx(float(own), abs=1e-6)
+    assert bool((y != x).any())
+
+
+def test_mixup_and_cutmix_together_split_the_batch():
+    n = 200
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, H, W).clone()
+    y, _ = mix_batch(x, torch.zeros(n, dtype=torch.long), 7, mixup=1.0, cutmix=1.0,
+                     generator=torch.Generator().manual_seed(2))
+    partner = x.flip(0)
+    pasted = ((y == x) | (y == partner)).flatten(1).all(1)
+    assert 60 < int(pasted.sum()) < 140
+
+
+@pytest.mark.parametrize("kw", [dict(low_res=1.5), dict(jpeg_quality=0), dict(jpeg_quality=99),
+                                dict(contrast=1.5), dict(blur=(0.1, 0.2)), dict(noise_sigma=-1.0),
+                                dict(low_res_scale=0.0), dict(mixup=-0.2), dict(aspect="wide"),
+                                dict(erasing=(0.1, 0.2))])
+def test_bad_photo_shift_config_raises_config_error(kw):
+    with pytest.raises(ConfigError):
+        AugmentConfig(**kw)
+
+
+def test_trainer_augments_with_its_normalisation_and_mixes_the_targets():
+    import numpy as np
+
+    from ferkit.config import TrainConfig
+    from ferkit.data.classes import CANONICAL_ORDER
+    from ferkit.data.dataset import FaceDataset
+    from ferkit.training import Trainer
+
+    rng = np.random.default_rng(0)
+    data = FaceDataset(images=rng.integers(0, 256, (32, H, W), dtype=np.uint8),
+                       labels=rng.integers(0, 7, 32), class_names=list(CANONICAL_ORDER[:7]))
+    every = {k: v for kw in PHOTO_SHIFT.values() for k, v in kw.items()}
+    cfg = TrainConfig(model="seed_cnn", batch_size=16, device="cpu", precision="fp32", threads=1,
+                      augment=AugmentConfig(**every, mixup=0.2, cutmix=1.0))
+    seen = {}
+
+    def losses() -> list[float]:
+        trainer = Trainer(cfg, data, data, progress=False)
+        augment = trainer.augment
+
+        def spy(x, generator=None, **kw):
+            seen.update(kw)
+            return augment(x, generator, **kw)
+
+        trainer.augment = spy
+        return [float(trainer.train_step(trainer.train_images[i:i + 16], trainer.train_targets[i:i + 16])[0])
+                for i in (0, 16)]
+
+    first = losses()
+    assert seen == {"mean": pytest.approx(float(data.images.mean() / 255)),
+                    "std": pytest.approx(float(data.images.std() / 255))}
+    assert all(math.isfinite(v) for v in first) and first == losses()
+    trainer = Trainer(cfg, data, data, progress=False)
+    x, soft = trainer.mix(torch.rand(16, 1, H, W), trainer.train_labels[:16])
+    assert soft.shape == (16, 7) and torch.allclose(soft.sum(1), torch.ones(16))
+    plain = Trainer(TrainConfig(model="seed_cnn", device="cpu"), data, data, progress=False)
+    labels = trainer.train_labels[:16]
+    unmixed = plain.mix(x, labels)  # mixing off: the batch and its targets as they were
+    assert unmixed[0] is x and unmixed[1] is labels

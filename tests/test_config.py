@@ -46,6 +46,15 @@ def test_the_flags_users_know_still_work():
     assert not off.has_affine and not off.horizontal_flip and off.erasing == 0
 
 
+def test_no_augment_turns_off_the_photo_shift_transforms_of_a_recipe_too(tmp_path):
+    on = AugmentConfig(aspect=0.2, low_res=0.3, blur=0.3, noise=0.3, brightness=0.1, contrast=0.2, gamma=0.2,
+                       jpeg=0.3, mixup=0.2, cutmix=0.5)
+    path = save_recipe(TrainConfig(data="d", augment=on), tmp_path / "r.yaml")
+    off = config_from("--config", str(path), "--no-augment").augment
+    assert not off.has_affine and not off.has_pixel_transforms and not off.mixes
+    assert (off.low_res, off.blur, off.erasing, off.horizontal_flip) == (0, 0, 0, False)
+
+
 def test_a_single_shift_flag_beats_the_shared_one():
     cfg = config_from("--data", "d", "--shift", "0.2", "--height-shift", "0.05")
     assert (cfg.augment.width_shift, cfg.augment.height_shift) == (0.2, 0.05)
@@ -55,11 +64,17 @@ def test_a_single_shift_flag_beats_the_shared_one():
 def test_round_trip_flags_file_flags(tmp_path, suffix):
     cfg = config_from("--data", "d", "--model", "fast_fer", "--optimizer", "adamw", "--lr", "0.002",
                       "--weight-decay", "0.05", "--label-smoothing", "0.1", "--erasing", "0.25", "--no-flip",
-                      "--ema", "0.999", "--teacher", "default", "--distill-weight", "0.7", "--rotation", "15")
+                      "--ema", "0.999", "--teacher", "default", "--distill-weight", "0.7", "--rotation", "15",
+                      "--labels", "fer2013+ferplus-votes", "--soft-label-weight", "0.5", "--aspect", "0.15",
+                      "--low-res", "0.3", "--low-res-scale", "0.4", "--blur", "0.25", "--blur-sigma", "1.2",
+                      "--noise", "0.3", "--noise-sigma", "0.03", "--brightness", "0.1", "--contrast", "0.2",
+                      "--gamma", "0.25", "--jpeg", "0.3", "--jpeg-quality", "35", "--mixup", "0.2",
+                      "--cutmix", "1.0")
     path = save_recipe(cfg, tmp_path / f"recipe{suffix}")
     assert load_recipe(path) == cfg
     assert config_from("--config", str(path)) == cfg
     assert config_from(*to_args(cfg)) == cfg
+    assert (cfg.augment.jpeg_quality, cfg.augment.cutmix, cfg.labels) == (35, 1.0, "fer2013+ferplus-votes")
 
 
 def test_flags_override_the_recipe(tmp_path):
@@ -119,3 +134,12 @@ def test_resume_warns_about_options_it_ignores(tmp_path, capsys):
     with pytest.warns(UserWarning, match=r"--resume keeps the run's own config.json.*ignored: --batch-size"):
         assert main(["train", "--resume", str(tmp_path / "none"), "--batch-size", "8", "--epochs", "9"]) == 2
     assert "not a ferkit run directory" in capsys.readouterr().err
+
+
+def test_wild_finetune_recipe_is_its_command_line():
+    command = ("--data ../shared/datasets/fer2013 --labels fer2013+ferplus-votes --soft-label-weight 0.5 "
+               "--model fast_fer --init default --epochs 6 --optimizer adamw --lr 5e-4 --weight-decay 0.05 "
+               "--warmup-epochs 1 --erasing 0.25 --aspect 0.15 --low-res 0.3 --low-res-scale 0.35 "
+               "--blur 0.25 --blur-sigma 1.2 --noise 0.25 --noise-sigma 0.03 --brightness 0.1 --contrast 0.2 "
+               "--gamma 0.2 --jpeg 0.25 --jpeg-quality 30").split()
+    assert load_recipe(ROOT / "configs/wild-finetune.yaml") == config_from(*command)

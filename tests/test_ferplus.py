@@ -16,7 +16,14 @@ from torch import nn
 from ferkit.cli import main
 from ferkit.config import TrainConfig
 from ferkit.data import FERPLUS_CLASSES, FaceDataset, load_dataset
-from ferkit.data.ferplus import VOTE_COLUMNS, find_ferplus, majority, vote_distribution
+from ferkit.data.ferplus import (
+    VOTE_COLUMNS,
+    find_ferplus,
+    majority,
+    scores_against_majority,
+    usable_votes,
+    vote_distribution,
+)
 from ferkit.data.splits import cap_per_class, make_splits
 from ferkit.errors import ConfigError, DataError
 from ferkit.training import Trainer
@@ -184,6 +191,65 @@ def test_smoke_train_on_votes_then_evaluate_on_the_majority(fer2013_small, ferpl
     assert main(["evaluate", "--run", str(run), "--split", "test"]) == 0
     out = capsys.readouterr().out
     assert "labels: FER+ majority" in out and f"on {metrics['test']['images']} images" in out
+
+
+def test_usable_votes_keep_ties_between_emotions_only():
+    votes = np.array([v for v, _ in VOTES])
+    assert usable_votes(votes).tolist() == [True, True, True, True, False, False, False, False, False]
+    assert not usable_votes(np.zeros((1, 10), dtype=np.int64))[0]  # no FER+ row: no votes at all
+
+
+def test_mixed_labels_keep_every_image_and_its_fer2013_label(tmp_path):
+    votes = [v for v, _ in VOTES]
+    usage = ["Training", "PublicTest", "PrivateTest"] * 3
+    fer_labels = [3, 0, 1, 2, 4, 5, 6, 0, 3]
+    path = _write_csvs(tmp_path / "fer", votes, usage, fer_labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped, so nothing to warn about
+        data = load_dataset(path, labels="fer2013+ferplus-votes")
+    plain = load_dataset(path)
+    assert np.array_equal(data.images, plain.images) and np.array_equal(data.labels, plain.labels)
+    assert data.class_names == FERPLUS_CLASSES and data.usage.tolist() == usage
+    one_hot = np.eye(7, dtype=np.float32)[plain.labels]
+    usable = usable_votes(np.array(votes))
+    np.testing.assert_allclose(data.soft_labels[usable], vote_distribution(np.array(votes))[usable])
+    np.testing.assert_array_equal(data.soft_labels[~usable], one_hot[~usable])
+    assert data.meta["ferplus"] == {"folder": str(tmp_path / "fer"), "images": 9, "no_ferplus_row": 0,
+                                    "unusable_votes": 5, "with_votes": 4}
+    # the trainer's target: w · votes + (1 - w) · FER2013 one-hot; the FER2013 one-hot alone without votes
+    trainer = Trainer(TrainConfig(**QUICK, soft_label_weight=0.3), data, data, progress=False)
+    expected = np.where(usable[:, None], 0.3 * vote_distribution(np.array(votes)) + 0.7 * one_hot, one_hot)
+    np.testing.assert_allclose(trainer.train_targets.numpy(), expected, rtol=1e-6)
+    assert torch.equal(trainer.val_labels, torch.from_numpy(plain.labels))
+    assert not scores_against_majority("fer2013+ferplus-votes") and scores_against_majority("ferplus-votes")
+
+
+@pytest.mark.filterwarnings("ignore:FER\\+ labels")
+def test_mixed_labels_on_the_jpg_layout_select_and_report_on_fer2013_labels(fer2013_small, ferplus_dir,
+                                                                             tmp_path, capsys):
+    plain = load_dataset(fer2013_small)
+    data, messages = _load(fer2013_small, "fer2013+ferplus-votes", ferplus_dir)
+    counts = data.meta["ferplus"]
+    assert not messages and len(data) == len(plain) == counts["images"] == 630
+    assert np.array_equal(data.labels, plain.labels) and np.array_equal(data.sources, plain.sources)
+    assert counts["no_ferplus_row"] + counts["unusable_votes"] + counts["with_votes"] == 630
+    assert 0 < counts["no_ferplus_row"] + counts["unusable_votes"] < counts["with_votes"]
+    np.testing.assert_allclose(data.soft_labels.sum(1), 1.0, rtol=1e-6)
+    votes_only, _ = _load(fer2013_small, "ferplus-votes", ferplus_dir)
+    soft_of = dict(zip(data.sources, data.soft_labels))
+    for source, soft in zip(votes_only.sources, votes_only.soft_labels):  # a majority: usable votes
+        np.testing.assert_array_equal(soft_of[source], soft)
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(fer2013_small), "--labels", "fer2013+ferplus-votes", "--ferplus",
+                 str(ferplus_dir), "--soft-label-weight", "0.5", "--model", "seed_cnn", "--epochs", "1",
+                 "--batch-size", "32", "--threads", "2", "--no-progress", "--out", str(run)]) == 0
+    splits = json.loads((run / "splits.json").read_text())
+    assert (splits["train"]["size"], splits["val"]["size"], splits["test"]["size"]) == (210, 210, 210)
+    assert splits["val"]["counts"] == plain.where_usage("PublicTest").class_counts()
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--split", "test"]) == 0
+    assert "FER+ majority" not in capsys.readouterr().out
 
 
 def _one_error(capsys, *words: str) -> None:

@@ -52,6 +52,7 @@ def _add_train(sub) -> None:
 
 def train_config(args: argparse.Namespace):
     """The TrainConfig of a `ferkit train` command line: defaults < --config file < flags."""
+    from .augment import everything_off
     from .config import TrainConfig, load_recipe
     from .options import build, given, merge
 
@@ -59,8 +60,7 @@ def train_config(args: argparse.Namespace):
     if getattr(args, "shift", None) is not None:
         flags = merge({"augment": {"width_shift": args.shift, "height_shift": args.shift}}, flags)
     if args.no_augment:
-        flags["augment"] = {"rotation": 0.0, "width_shift": 0.0, "height_shift": 0.0, "shear": 0.0,
-                            "zoom": 0.0, "horizontal_flip": False, "erasing": 0.0}
+        flags["augment"] = everything_off()
     return load_recipe(args.config, flags) if args.config else build(TrainConfig, flags, where="ferkit train")
 
 

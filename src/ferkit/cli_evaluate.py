@@ -15,6 +15,7 @@ from .errors import ConfigError, FerkitError
 
 def add_evaluate(sub) -> None:
     from .cli import _add_framing_options
+    from .data.ferplus import LABEL_MODES
 
     p = sub.add_parser("evaluate",
                        help="score a model on datasets of crops or photos, with reports and plots",
@@ -45,7 +46,7 @@ def add_evaluate(sub) -> None:
                    "detection box for them to be one face (default 0.4)")
     p.add_argument("--out", help="folder for metrics, reports and plots (default: the run directory for a "
                    "run on its own data; otherwise no files)")
-    p.add_argument("--labels", choices=("dataset", "ferplus-majority", "ferplus-votes"),
+    p.add_argument("--labels", choices=LABEL_MODES,
                    help="FER2013: score against the FER+ majority (default: the run's labels with its own "
                    "data, else the dataset's)")
     p.add_argument("--ferplus", metavar="DIR", help="folder of fer2013new.csv (default: the data's folder, "
@@ -169,13 +170,16 @@ def _load_part(cfg, split: str, image_size: int):
 
 
 def _labels_detail(cfg) -> str:
-    return "" if cfg.labels == "dataset" else "FER+ majority"
+    from .data.ferplus import scores_against_majority
+
+    return "FER+ majority" if scores_against_majority(cfg.labels) else ""
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
     """A run on the data it was trained on: the split made as in training, its classes exactly the model's."""
     from dataclasses import replace
 
+    from .data.ferplus import scores_against_majority
     from .evaluate import evaluate, write_reports
     from .experiment import read_config
     from .predict import load_classifier
@@ -189,7 +193,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     data, description = _load_part(cfg, args.split, classifier.info.in_size)
     if description:
         print(description)
-    if cfg.labels != "dataset":
+    if scores_against_majority(cfg.labels):
         print(f"labels: FER+ majority ({data.meta['ferplus']['folder']})")
     result = evaluate(classifier, data, args.split)
     print(result.report_text())

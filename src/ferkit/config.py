@@ -20,8 +20,9 @@ class TrainConfig:
     data_format: str = option("auto", "dataset layout (auto: detect)", flag="--format",
                               choices=("auto", *FORMATS))
     labels: str = option("dataset", "targets: the dataset's own labels, or for FER2013 the FER+ votes: their "
-                         "majority, or the vote distribution (accuracy is always against the majority)",
-                         choices=LABEL_MODES)
+                         "majority, or the vote distribution (accuracy against the majority); or "
+                         "fer2013+ferplus-votes: FER2013's labels mixed with the votes, every image kept, "
+                         "selection and accuracy on FER2013's own labels", choices=LABEL_MODES)
     ferplus: str = option("", "FER+ folder with fer2013new.csv (and fer2013_jpg_to_ferplus_row.csv for the "
                           "jpg layout); default: the data's folder, then ferplus/ beside it", metavar="DIR")
     max_per_class: int = option(0, "keep at most this many images per class and split, "
@@ -38,7 +39,9 @@ class TrainConfig:
     momentum: float = option(0.9, "momentum (sgd only)")
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy")
     soft_label_weight: float = option(1.0, "with --labels ferplus-votes: target = w · vote distribution + "
-                                      "(1 - w) · majority label (1 = the votes alone)")
+                                      "(1 - w) · majority label (1 = the votes alone); with "
+                                      "fer2013+ferplus-votes: w · votes + (1 - w) · FER2013 label (images "
+                                      "without usable votes: the FER2013 label alone)")
     scheduler: str = option("cosine", "learning-rate schedule", choices=("cosine", "plateau", "none"))
     warmup_epochs: int = option(0, "epochs of linear warm-up before the cosine schedule")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")

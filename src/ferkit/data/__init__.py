@@ -92,7 +92,9 @@ def load_dataset(
     labels: "dataset" (the dataset's own labels), or for FER2013 (fer2013.csv or the Kaggle jpgs) the
         FER+ votes: "ferplus-majority" (labels = the majority, see `ferkit.data.ferplus`) or
         "ferplus-votes" (the same, plus the vote distribution as `soft_labels`). Images without a FER+
-        row or majority are dropped, counted in one warning.
+        row or majority are dropped, counted in one warning. "fer2013+ferplus-votes": every image with
+        FER2013's own label, the vote distribution as `soft_labels` where usable (else the label's
+        one-hot row).
     ferplus: the folder holding fer2013new.csv (and, for the jpg layout, fer2013_jpg_to_ferplus_row.csv);
         default: the dataset's folder, then a ferplus/ folder beside it.
 

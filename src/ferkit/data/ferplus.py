@@ -13,6 +13,12 @@ Majority rule: the label is the category with the most votes among all ten colum
 when that top count is shared by two categories or more (an ambiguous face), or when it belongs to
 unknown, NF or contempt. The vote distribution (`soft_labels`) is the seven emotions' votes, normalised
 to sum to 1, for the same images.
+
+Mixed mode ("fer2013+ferplus-votes"): every FER2013 image stays, with FER2013's own label; `soft_labels`
+is the vote distribution where the votes are usable (the top count belongs to one or more of the seven
+emotions, so ties between emotions count) and the FER2013 one-hot row elsewhere (no FER+ row, or a top of
+unknown, NF or contempt). The trainer's target w · soft_labels + (1 − w) · one-hot(label) is then the
+FER2013 one-hot alone for those images.
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ FERPLUS_FILE = "fer2013new.csv"
 MAPPING_FILE = "fer2013_jpg_to_ferplus_row.csv"
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
                 "unknown", "NF")
-# "dataset": the dataset's own labels; FER+ majority labels; FER+ majority labels plus vote distributions.
-LABEL_MODES = ("dataset", "ferplus-majority", "ferplus-votes")
+# "dataset": the dataset's own labels; FER+ majority labels; FER+ majority labels plus vote distributions;
+# FER2013's own labels plus vote distributions (every image kept).
+LABEL_MODES = ("dataset", "ferplus-majority", "ferplus-votes", "fer2013+ferplus-votes")
+MIXED_MODE = "fer2013+ferplus-votes"
 FERPLUS_CLASSES = list(FER2013_LABELS)  # the seven FER2013 classes, in their label order
 _FER2013_FORMATS = ("fer2013-csv", "fer2013-folders")
 
@@ -103,6 +111,20 @@ def vote_distribution(votes: np.ndarray) -> np.ndarray:
             out[:, index] = votes[:, column]
     total = out.sum(1, keepdims=True)
     return np.divide(out, total, out=np.zeros_like(out), where=total > 0)
+
+
+def usable_votes(votes: np.ndarray) -> np.ndarray:
+    """N bool: the top vote count belongs to at least one of the seven emotions and to none of contempt,
+    unknown or NF (ties between emotions are usable: their distribution says the face is ambiguous)."""
+    votes = np.asarray(votes)
+    emotion = np.array([_class_index(c) >= 0 for c in VOTE_COLUMNS])
+    top = votes.max(1)
+    return (votes[:, emotion].max(1) == top) & (votes[:, ~emotion].max(1) < top)
+
+
+def scores_against_majority(labels: str) -> bool:
+    """Whether data loaded with `labels` is labelled (and so scored) with the FER+ majority."""
+    return labels in ("ferplus-majority", "ferplus-votes")
 
 
 def _class_index(column: str) -> int:
@@ -176,13 +198,35 @@ def _read_mapping(path: Path, count: int) -> dict[str, int]:
 def with_ferplus_labels(data: FaceDataset, labels: str, folder: Path) -> FaceDataset:
     """`data` (FER2013, csv or jpg layout) relabelled with FER+: the majority label of each image, and for
     labels="ferplus-votes" the vote distribution as `soft_labels`. Images without a FER+ row or a majority
-    are dropped, counted in one warning; `meta["ferplus"]` holds the counts."""
+    are dropped, counted in one warning; `meta["ferplus"]` holds the counts. labels="fer2013+ferplus-votes"
+    keeps every image and its own label instead (see the module docstring)."""
     if labels not in LABEL_MODES[1:]:
         raise ConfigError(f"unknown labels {labels!r}; use {', '.join(LABEL_MODES)}")
     format = data.meta.get("format")
     if format not in _FER2013_FORMATS:
         raise DataError(f"{data.meta.get('root') or data.name}: FER+ labels exist for FER2013 only "
                         f"(fer2013.csv or the Kaggle jpg folders), not for format {format!r}")
+    votes, rows = _votes_of(data, folder)
+    if labels == MIXED_MODE:
+        return _with_mixed_labels(data, votes, rows, folder)
+    has_row = rows >= 0
+    label = np.where(has_row, majority(votes), -1)
+    keep = label >= 0
+    counts = {"images": len(data), "no_ferplus_row": int((~has_row).sum()),
+              "no_majority": int((has_row & ~keep).sum()), "kept": int(keep.sum())}
+    if not keep.all():
+        warnings.warn(f"FER+ labels: dropped {len(data) - counts['kept']} of {len(data)} images "
+                      f"({counts['no_ferplus_row']} without a FER+ row, {counts['no_majority']} whose "
+                      "majority is unknown, not a face, contempt or a tie)", stacklevel=3)
+    soft = vote_distribution(votes[keep]) if labels == "ferplus-votes" else None
+    relabelled = data.subset(keep)
+    relabelled.labels, relabelled.soft_labels = label[keep], soft
+    relabelled.class_names = list(FERPLUS_CLASSES)
+    return _named(relabelled, labels, folder, counts)
+
+
+def _votes_of(data: FaceDataset, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N×10 votes, N FER+ rows) of every image; rows -1 (and zero votes) where an image has none."""
     votes = read_votes(folder / FERPLUS_FILE)
     rows = ferplus_rows(data, folder, len(votes.votes))
     has_row = rows >= 0
@@ -191,21 +235,23 @@ def with_ferplus_labels(data: FaceDataset, labels: str, folder: Path) -> FaceDat
         i = int(np.flatnonzero(has_row & (data.usage != votes.usage[picked]))[0])
         raise DataError(f"{data.sources[i]}: usage {data.usage[i]}, but its FER+ row {rows[i] + 2} says "
                         f"{votes.usage[rows[i]]}; the files do not belong together")
-    label = np.where(has_row, majority(votes.votes[picked]), -1)
-    keep = label >= 0
-    counts = {"images": len(data), "no_ferplus_row": int((~has_row).sum()),
-              "no_majority": int((has_row & ~keep).sum()), "kept": int(keep.sum())}
-    if not keep.all():
-        warnings.warn(f"FER+ labels: dropped {len(data) - counts['kept']} of {len(data)} images "
-                      f"({counts['no_ferplus_row']} without a FER+ row, {counts['no_majority']} whose "
-                      "majority is unknown, not a face, contempt or a tie)", stacklevel=3)
-    soft = vote_distribution(votes.votes[picked[keep]]) if labels == "ferplus-votes" else None
-    return FaceDataset(
-        images=data.images[keep], labels=label[keep], class_names=list(FERPLUS_CLASSES),
-        usage=None if data.usage is None else data.usage[keep],
-        groups=None if data.groups is None else data.groups[keep],
-        sources=None if data.sources is None else data.sources[keep],
-        soft_labels=soft, name=f"{data.name} ({labels})",
-        meta={**data.meta, "labels": labels, "ferplus": {"folder": str(folder), **counts}},
-    )
+    return np.where(has_row[:, None], votes.votes[picked], 0), rows
 
+
+def _with_mixed_labels(data: FaceDataset, votes: np.ndarray, rows: np.ndarray, folder: Path) -> FaceDataset:
+    """Every image with its own label; soft labels = votes where usable, else the label's one-hot row."""
+    usable = (rows >= 0) & usable_votes(votes)
+    label = np.array([FERPLUS_CLASSES.index(name) for name in data.class_names], dtype=np.int64)[data.labels]
+    one_hot = np.eye(len(FERPLUS_CLASSES), dtype=np.float32)[label]
+    counts = {"images": len(data), "no_ferplus_row": int((rows < 0).sum()),
+              "unusable_votes": int(((rows >= 0) & ~usable).sum()), "with_votes": int(usable.sum())}
+    mixed = data.subset(slice(None))
+    mixed.labels, mixed.class_names = label, list(FERPLUS_CLASSES)
+    mixed.soft_labels = np.where(usable[:, None], vote_distribution(votes), one_hot)
+    return _named(mixed, MIXED_MODE, folder, counts)
+
+
+def _named(data: FaceDataset, labels: str, folder: Path, counts: dict) -> FaceDataset:
+    data.name = f"{data.name} ({labels})"
+    data.meta = {**data.meta, "labels": labels, "ferplus": {"folder": str(folder), **counts}}
+    return data

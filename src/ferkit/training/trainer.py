@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..augment import Augmenter
+from ..augment import Augmenter, mix_batch
 from ..config import TrainConfig
 from ..data.dataset import FaceDataset
 from ..errors import ConfigError, DataError, ModelFileError
@@ -144,12 +144,21 @@ class Trainer:
             loss = term(loss, logits, x)
         return loss
 
+    def mix(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixup / cutmix of the augmented batch and its targets (distributions N×C then); as is when off."""
+        aug = self.cfg.augment
+        if not aug.mixes:
+            return x, targets
+        return mix_batch(x, targets, len(self.class_names), aug.mixup, aug.cutmix, self.augment_generator)
+
     def train_step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on uint8 images N×H×W (augmented here) against `targets` (class indices, or
         distributions N×C); returns loss and logits, detached."""
         self.model.train()
         x = prepare_input(images, self.mean, self.std, self.device, channels_last=self.device.type == "cpu",
-                          augment=partial(self.augment, generator=self.augment_generator))
+                          augment=partial(self.augment, generator=self.augment_generator, mean=self.mean,
+                                          std=self.std))
+        x, targets = self.mix(x, targets)
         with autocast(self.device, self.precision):
             logits = self.model(x).float()
             loss = self.loss(logits, x, targets)
