@@ -132,6 +132,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(runs):
     assert weights[1]["world_size"] == 2 and weights[0]["world_size"] == 1
     for name, expected in weights[0]["model"].items():
         torch.testing.assert_close(weights[1]["model"][name], expected, rtol=1e-4, atol=1e-5)
+    loss_gap = max(abs(b[k] / a[k] - 1) for a, b in zip(_history(one), _history(two), strict=True)
+                   for k in ("train_loss", "val_loss"))
+    weight_gap = max((weights[1]["model"][k] - w).abs().max().item() for k, w in weights[0]["model"].items())
+    print(f"largest relative loss difference {loss_gap:.1e}, largest weight difference {weight_gap:.1e}")
 
 
 def test_every_rank_gets_the_same_reduced_numbers(runs):
