@@ -15,6 +15,7 @@ from .evaluate import Evaluation, evaluate, write_reports
 from .models.classifier import Classifier
 from .models.resolver import resolve
 from .train import fit
+from .training.distributed import is_main_process
 
 
 def load_splits(cfg: TrainConfig) -> Splits:
@@ -62,6 +63,8 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, progress: bool | None = Non
     run_dir = Path(run_dir)
     splits = load_splits(cfg)
     summary = fit(cfg, splits, run_dir, resume=_resume, extend_lr=_extend_lr, progress=progress, log=log)
+    if not is_main_process():  # rank 0 of a torchrun run reports
+        return summary
     metrics = report_run(run_dir, splits, log=log, device=cfg.device)
     summary["val_acc"] = metrics["val"]["accuracy"]
     if "test" in metrics:

@@ -9,7 +9,8 @@ A run directory holds everything about one training run:
                        with ema_decay, the averaged weights (they are the ones validated)
 Evaluation and plots (`ferkit.evaluate`) add metrics.json, report.txt and plots/.
 
-`fit` puts a `ferkit.training.Trainer` and its callbacks together for a run directory.
+`fit` puts a `ferkit.training.Trainer` and its callbacks together for a run directory; started by torchrun
+on several processes, a `DistributedTrainer` (`ferkit.training.distributed`), and only rank 0 logs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .training import (
     load_checkpoint,
     scheduled_lr,
 )
+from .training.distributed import DistributedTrainer, is_main_process, torchrun_world
 
 __all__ = ["BEST", "CHECKPOINT", "Teacher", "TrainingInterrupted", "distillation_loss", "fit",
            "load_checkpoint", "scheduled_lr"]
@@ -95,21 +97,30 @@ def fit(
     """
     run_dir = Path(run_dir)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    trainer = Trainer(cfg, splits.train, splits.val, _callbacks(cfg, splits, run_dir, log), progress=progress)
-    state = load_checkpoint(run_dir) if resume else None
-    distilling = _add_teacher(trainer, state)
-    if state is not None:
-        _resume(trainer, state, run_dir, extend_lr, log)
-    else:
-        log(_banner(trainer, splits, distilling))
-    started = time.perf_counter()
+    log = log if is_main_process() else _quiet
+    trainer_class = DistributedTrainer if torchrun_world() is not None else Trainer
+    trainer = trainer_class(cfg, splits.train, splits.val, _callbacks(cfg, splits, run_dir, log),
+                            progress=progress)
     try:
+        state = load_checkpoint(run_dir) if resume else None
+        distilling = _add_teacher(trainer, state)
+        if state is not None:
+            _resume(trainer, state, run_dir, extend_lr, log)
+        else:
+            log(_banner(trainer, splits, distilling))
+        started = time.perf_counter()
         trainer.run()
     except EpochInterrupted as exc:
         raise TrainingInterrupted(
             f"interrupted during epoch {exc.epoch + 1}; the checkpoint holds {trainer.epoch} finished "
             f"epoch(s). Resume with: ferkit train --resume {run_dir}") from None
+    finally:
+        trainer.close()
     return _summary(trainer, time.perf_counter() - started)
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def _callbacks(cfg: TrainConfig, splits: Splits, run_dir: Path, log: Callable[[str], None]) -> list[Callback]:
@@ -134,8 +145,9 @@ def _add_teacher(trainer: Trainer, state: dict | None) -> bool:
 
 def _resume(trainer: Trainer, state: dict, run_dir: Path, extend_lr: float | None,
             log: Callable[[str], None]) -> None:
-    for stale in run_dir.glob(".*.tmp"):  # temporary files of writes that a crash (SIGKILL, power) cut short
-        stale.unlink(missing_ok=True)
+    if trainer.is_writer:  # temporary files of writes that a crash (SIGKILL, power) cut short
+        for stale in run_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
     try:
         trainer.load_state_dict(state)
     except ModelFileError as exc:
@@ -156,6 +168,8 @@ def _banner(trainer: Trainer, splits: Splits, distilling: bool) -> str:
             + (f", test {len(splits.test)}" if splits.test else "")
             + f"; device {trainer.device.type}, precision {trainer.precision}, "
             f"{torch.get_num_threads()} threads"
+            + (f" × {trainer.world_size} processes (global batch {cfg.batch_size * trainer.world_size})"
+               if trainer.world_size > 1 else "")
             + (f"; EMA {cfg.ema_decay:g}" if cfg.ema_decay else "")
             + (f"; distilling from {cfg.teacher} (weight {cfg.distill_weight:g}, "
                f"T {cfg.distill_temperature:g})" if distilling else ""))

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_open
-from ..errors import ModelFileError
+from ..errors import ConfigError, ModelFileError
 from ..models.files import BEST_FILE
 
 CHECKPOINT = "checkpoint.pt"
@@ -44,3 +44,15 @@ def load_checkpoint(run_dir: Path) -> dict:
     if missing:
         raise ModelFileError(f"{path}: not a ferkit checkpoint (missing {', '.join(missing)})")
     return state
+
+
+def check_world_size(state: dict, world_size: int, batch_size: int) -> None:
+    """Refuse to continue a run on another number of processes: its global batch (batch_size per process
+    times the processes) would change. Checkpoints from before distributed training were one process's."""
+    trained = state.get("world_size", 1)
+    if trained != world_size:
+        how = ("without torchrun" if trained == 1 else
+               f"with torchrun on {trained} processes (--nnodes × --nproc_per_node = {trained})")
+        raise ConfigError(f"the run was trained on {trained} process(es) × --batch-size {batch_size} "
+                          f"(a global batch of {trained * batch_size}) and cannot continue on {world_size}; "
+                          f"resume it {how}")

@@ -6,7 +6,9 @@ every random generator the trainer draws from.
 
 A distributed variant overrides three seams and nothing else: `batch_order` (the samples this process
 trains on, in order), `reduce` (sums losses and counts over the processes; the identity here) and
-`is_writer` (whether this process writes files and logs; the callbacks check it).
+`is_writer` (whether this process writes files and logs; the callbacks check it). It also sets
+`world_size` (recorded in the checkpoint) and releases its process group in `close`
+(`ferkit.training.distributed`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..models import create_model, resolve
 from ..models.classifier import autocast, prepare_input, resolve_device, resolve_precision
 from ..models.files import load_model
 from .callbacks import Callback
+from .checkpoint import check_world_size
 from .losses import LossTerm
 from .schedule import make_optimizer, make_plateau, scheduled_lr
 
@@ -56,6 +59,7 @@ class Trainer:
     """Trains `cfg.model` on `train`, validating on `val` after every epoch."""
 
     is_writer = True  # a distributed variant sets it on one process only
+    world_size = 1  # processes training this model together, each on cfg.batch_size images per step
 
     def __init__(self, cfg: TrainConfig, train: FaceDataset, val: FaceDataset,
                  callbacks: Sequence[Callback] = (), progress: bool | None = None) -> None:
@@ -134,6 +138,9 @@ class Trainer:
     def reduce(self, sums: torch.Tensor) -> torch.Tensor:
         """Sums (of losses and counts, never means) over all processes: the identity for one."""
         return sums
+
+    def close(self) -> None:
+        """Release what the trainer holds besides memory: nothing here, a distributed one's process group."""
 
     # ------------------------------------------------------------------ steps
 
@@ -271,13 +278,14 @@ class Trainer:
                  "plateau": self.plateau.state_dict() if self.plateau is not None else None,
                  "ema": None,  # every checkpoint has had this key; the EMA callback fills it in
                  "history": self.history, "phases": self.phases, "best": self.best, "mean": self.mean,
-                 "std": self.std, **self.rng_state()}
+                 "std": self.std, "world_size": self.world_size, **self.rng_state()}
         for callback in self.callbacks:
             if callback.state_key:
                 state[callback.state_key] = callback.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        check_world_size(state, self.world_size, self.cfg.batch_size)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.plateau is not None and state.get("plateau"):
