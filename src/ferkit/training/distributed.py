@@ -117,9 +117,11 @@ class _GlobalBatchAugment:
         self.augment, self.world = augment, world
         self.whole: torch.Tensor | None = None
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 **normalisation: float) -> torch.Tensor:
         # x (this rank's rows, unaugmented) is replaced: the draws must cover the global batch
-        return self.augment(self.whole, generator=generator)[self.world.rank::self.world.size]
+        whole = self.augment(self.whole, generator=generator, **normalisation)
+        return whole[self.world.rank::self.world.size]
 
 
 class DistributedTrainer(Trainer):
@@ -133,6 +135,9 @@ class DistributedTrainer(Trainer):
             raise ConfigError("distributed training needs torchrun's environment (WORLD_SIZE > 1, RANK, "
                               "LOCAL_RANK)")
         check_batches(len(train), cfg.batch_size, world.size)
+        if cfg.augment.mixes:
+            raise ConfigError("--mixup and --cutmix are not supported with torchrun yet (each process would "
+                              "mix its own rows, unlike one process); train without them")
         self.world, self.world_size, self.is_writer = world, world.size, world.rank == 0
         device = self._join(cfg)
         try:
