@@ -126,15 +126,20 @@ class Int8Classifier:
         self.rechecked = 0  # faces run again in fp32 so far
 
     @classmethod
-    def load(cls, weights: str | Path, threads: int = 0) -> Int8Classifier:
-        """The int8 twin of `weights` (.safetensors) with the fp32 model for re-checks."""
+    def load(cls, weights: str | Path, threads: int = 0, spinning: bool = False) -> Int8Classifier:
+        """The int8 twin of `weights` (.safetensors) with the fp32 model for re-checks.
+
+        spinning: let idle ONNX Runtime threads busy-wait for the next run (its default). Off by default
+        here: with two sessions (and, in a Recognizer, the detector's threads) on few cores, one session's
+        waiting threads steal the cores the other needs; measured in BENCHMARKS.md, *Classifier speed*.
+        """
         weights = Path(weights)
         if (problem := int8_problem(weights)) is not None:
             raise ModelFileError(problem)
-        fast = OnnxClassifier.load(int8_path(weights), threads)
+        fast = OnnxClassifier.load(int8_path(weights), threads, spinning)
         _, props = read_onnx_file(int8_path(weights))
         margin = json.loads(props[INT8_PROPERTY]).get("recheck_margin", RECHECK_MARGIN)
-        return cls(fast, OnnxClassifier.load(weights, threads), margin)
+        return cls(fast, OnnxClassifier.load(weights, threads, spinning), margin)
 
     @property
     def class_names(self) -> list[str]:

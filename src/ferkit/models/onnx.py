@@ -108,12 +108,15 @@ class OnnxClassifier:
     (`with_uint8_input`; then no NumPy work happens per call).
     """
 
-    def __init__(self, onnx_bytes: bytes, info: ModelInfo, threads: int = 0, precision: str = "fp32"):
+    def __init__(self, onnx_bytes: bytes, info: ModelInfo, threads: int = 0, precision: str = "fp32",
+                 spinning: bool = True):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.log_severity_level = 3
+        if not spinning:  # idle threads sleep at once instead of busy-waiting for the next run
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -123,16 +126,16 @@ class OnnxClassifier:
         self.precision = precision
 
     @classmethod
-    def load(cls, path: str | Path, threads: int = 0) -> OnnxClassifier:
+    def load(cls, path: str | Path, threads: int = 0, spinning: bool = True) -> OnnxClassifier:
         """From a .safetensors model (exported in memory) or an .onnx file written by `export_onnx`."""
         path = Path(path)
         if path.suffix == ".onnx":
             proto, props = read_onnx_file(path)
             info = ModelInfo(**json.loads(props["ferkit"]))
             precision = "int8" if INT8_PROPERTY in props else "fp32"
-            return cls(proto.SerializeToString(), info, threads, precision)
+            return cls(proto.SerializeToString(), info, threads, precision, spinning)
         model, info = load_model(path)
-        return cls(with_uint8_input(export_bytes(model, info), info), info, threads)
+        return cls(with_uint8_input(export_bytes(model, info), info), info, threads, spinning=spinning)
 
     @property
     def class_names(self) -> list[str]:
