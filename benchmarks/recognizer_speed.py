@@ -50,8 +50,9 @@ def engines(path: Path) -> dict[str, object]:
         "ORT fp32, uint8 input (`--backend onnx`)": OnnxClassifier.load(path),
         "ORT int8 alone (`default.int8.onnx` as a file)": OnnxClassifier.load(int8_path(path)),
         "ORT int8 + fp32 re-check of near-ties (`--backend int8`, auto)": Int8Classifier.load(path),
-        "the same, threads busy-waiting between runs (ORT default)":
-            Int8Classifier.load(path, spinning=True),
+        "ORT fp32, threads busy-waiting between runs (ORT's default; ferkit's before)":
+            OnnxClassifier.load(path, spinning=True),
+        "ORT int8 + re-check, threads busy-waiting": Int8Classifier.load(path, spinning=True),
     }
 
 

@@ -129,9 +129,7 @@ class Int8Classifier:
     def load(cls, weights: str | Path, threads: int = 0, spinning: bool = False) -> Int8Classifier:
         """The int8 twin of `weights` (.safetensors) with the fp32 model for re-checks.
 
-        spinning: let idle ONNX Runtime threads busy-wait for the next run (its default). Off by default
-        here: with two sessions (and, in a Recognizer, the detector's threads) on few cores, one session's
-        waiting threads steal the cores the other needs; measured in BENCHMARKS.md, *Classifier speed*.
+        spinning: let idle ONNX Runtime threads busy-wait for the next run (see `OnnxClassifier`).
         """
         weights = Path(weights)
         if (problem := int8_problem(weights)) is not None:

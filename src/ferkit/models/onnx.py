@@ -109,14 +109,15 @@ class OnnxClassifier:
     """
 
     def __init__(self, onnx_bytes: bytes, info: ModelInfo, threads: int = 0, precision: str = "fp32",
-                 spinning: bool = True):
+                 spinning: bool = False):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.log_severity_level = 3
-        if not spinning:  # idle threads sleep at once instead of busy-waiting for the next run
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ORT's default lets idle threads busy-wait for the next run; ferkit's sessions share the cores with
+        # the detector, other sessions and other work, and waiting threads steal them (BENCHMARKS.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -126,7 +127,7 @@ class OnnxClassifier:
         self.precision = precision
 
     @classmethod
-    def load(cls, path: str | Path, threads: int = 0, spinning: bool = True) -> OnnxClassifier:
+    def load(cls, path: str | Path, threads: int = 0, spinning: bool = False) -> OnnxClassifier:
         """From a .safetensors model (exported in memory) or an .onnx file written by `export_onnx`."""
         path = Path(path)
         if path.suffix == ".onnx":
