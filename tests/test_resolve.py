@@ -17,6 +17,7 @@ from ferkit.errors import ConfigError, ModelFileError
 from ferkit.models import FaceClassifier, load_classifier, resolve
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import BEST_FILE, bundled_model_path
+from ferkit.models.int8 import Int8Classifier
 from ferkit.models.onnx import OnnxClassifier, export_onnx
 from ferkit.predict import load_classifier as load_classifier_from_predict
 
@@ -106,6 +107,7 @@ def test_weights_refuses_what_has_none_to_load(files, spec, onnx, words):
 @pytest.mark.parametrize("spec, backend, engine", [
     ("default", "torch", Classifier),
     ("default", "onnx", OnnxClassifier),
+    ("default", "int8", Int8Classifier),
     (None, "torch", Classifier),
     ("@safetensors", "torch", Classifier),
     ("@@safetensors", "onnx", OnnxClassifier),

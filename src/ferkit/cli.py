@@ -195,8 +195,9 @@ def _add_recognizer_options(p) -> None:
     p.add_argument("--model", help="'default' (the bundled model, used when omitted), a .safetensors/.onnx "
                    "model file or a run directory")
     p.add_argument("--detector", default="mtcnn", help="face detector: mtcnn (default), yunet (fast) or haar")
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
-                   help="inference engine (auto: ONNX Runtime on the CPU)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx", "int8"),
+                   help="inference engine (auto: ONNX Runtime on the CPU, int8 where the model has an int8 "
+                   "twin, as the bundled one has; onnx: fp32)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
     p.add_argument("--min-face-size", type=int, help="smallest face to look for, in pixels (mtcnn)")
     _add_framing_options(p)
@@ -359,7 +360,12 @@ def _add_export(sub) -> None:
                    "file or a run directory")
     p.add_argument("--format", default="onnx", choices=("onnx",))
     p.add_argument("--out", help="output file (default: <model name>.onnx: default.onnx, <file stem>.onnx "
-                   "or <run directory name>.onnx)")
+                   "or <run directory name>.onnx; with --int8 the int8 twin beside the model's weights)")
+    p.add_argument("--int8", action="store_true", help="static int8 quantisation, calibrated on "
+                   "--calibration; beside the weights as <stem>.int8.onnx, `--backend auto` runs it "
+                   "(re-checking near-ties in fp32)")
+    p.add_argument("--calibration", help="with --int8: a dataset with a training split (FER2013) whose "
+                   "training faces calibrate the int8 ranges")
 
 
 @_command("export")
@@ -367,10 +373,24 @@ def _export(args: argparse.Namespace) -> int:
     from .models import resolve
     from .models.onnx import export_onnx
 
+    if args.calibration and not args.int8:
+        raise ConfigError("--calibration is for --int8 (an fp32 export needs no calibration)")
     source = resolve(args.model)
     weights = source.weights()
+    if args.int8:
+        return _export_int8(weights, args)
     out = Path(args.out) if args.out else Path(source.name + ".onnx")
     export_onnx(weights, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _export_int8(weights: Path, args: argparse.Namespace) -> int:
+    from .models.int8 import export_int8, int8_path
+
+    if not args.calibration:
+        raise ConfigError("--int8 needs --calibration DATASET: a dataset with a training split (FER2013)")
+    out = export_int8(weights, Path(args.out) if args.out else int8_path(weights), args.calibration)
     print(f"wrote {out}")
     return 0
 

@@ -29,7 +29,9 @@ class Recognizer:
     model: anything `ferkit.models.resolve` accepts ('default' or None for the bundled model, a .safetensors
     or .onnx file, a run directory) or a ready classifier.
     detector: "mtcnn" (default), "haar", or a Detector instance.
-    backend: "auto" (ONNX Runtime on the CPU when installed, else PyTorch), "torch" or "onnx".
+    backend: "auto" (the fastest engine that keeps the fp32 labels: ONNX Runtime int8 with fp32 re-checks of
+    near-ties where the model has an int8 twin, as the bundled one has, else ONNX Runtime fp32; PyTorch
+    without ONNX Runtime), "torch", "onnx" (fp32) or "int8" (`ferkit.models.load_classifier`).
     framing: how a face becomes the classifier's crop (`ferkit.faces.Framing`; default: the landmarks
     placed as in FER2013). `margin=m` alone is short for the box framing with margin m; `align` levels
     the eyes.

@@ -8,6 +8,7 @@ import os
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,7 +18,11 @@ from ..errors import ModelFileError
 from .classifier import resize_crops
 from .files import ModelInfo, load_model
 
+if TYPE_CHECKING:
+    import onnx
+
 OPSET = 17
+INT8_PROPERTY = "ferkit_int8"  # metadata of an int8 model: its source and calibration (`models/int8.py`)
 
 
 def onnx_available() -> bool:
@@ -45,6 +50,35 @@ def export_bytes(model: torch.nn.Module, info: ModelInfo) -> bytes:
     return proto.SerializeToString()
 
 
+def with_uint8_input(model_bytes: bytes, info: ModelInfo) -> bytes:
+    """The model with its normalisation inside the graph: input `crops`, uint8 N×H×W, as ferkit crops them.
+
+    At batch 1 the NumPy cast-and-normalise costs as much as a quarter of a session run; inside the graph it
+    is one fused pass.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load_from_string(model_bytes)
+    graph = proto.graph
+    float_input = graph.input[0].name
+    size = info.in_size
+    graph.initializer.extend([
+        helper.make_tensor("crops_channel_axis", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("crops_scale", TensorProto.FLOAT, [], [1.0 / (255.0 * info.std)]),
+        helper.make_tensor("crops_shift", TensorProto.FLOAT, [], [-info.mean / info.std]),
+    ])
+    prefix = [helper.make_node("Cast", ["crops"], ["crops_float"], to=TensorProto.FLOAT),
+              helper.make_node("Unsqueeze", ["crops_float", "crops_channel_axis"], ["crops_nchw"]),
+              helper.make_node("Mul", ["crops_nchw", "crops_scale"], ["crops_scaled"]),
+              helper.make_node("Add", ["crops_scaled", "crops_shift"], [float_input])]
+    for node in reversed(prefix):
+        graph.node.insert(0, node)
+    del graph.input[0]
+    graph.input.insert(0, helper.make_tensor_value_info("crops", TensorProto.UINT8, ["batch", size, size]))
+    return proto.SerializeToString()
+
+
 def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
     """Write `model_path` (.safetensors) as an ONNX file at `out_path`, atomically."""
     model, info = load_model(model_path)
@@ -52,38 +86,57 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
     return Path(out_path)
 
 
-class OnnxClassifier:
-    """`predict_proba(crops)` through ONNX Runtime on the CPU (uses every core)."""
+def read_onnx_file(path: Path) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """An ONNX file written by ferkit and its metadata, or one ModelFileError."""
+    import onnx
 
-    def __init__(self, onnx_bytes: bytes, info: ModelInfo, threads: int = 0):
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        proto = onnx.load(str(path))
+        props = {p.key: p.value for p in proto.metadata_props}
+        json.loads(props["ferkit"])
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not an ONNX model exported by ferkit ({exc})") from exc
+    return proto, props
+
+
+class OnnxClassifier:
+    """`predict_proba(crops)` through ONNX Runtime on the CPU (uses every core).
+
+    Takes a graph with normalised float input N×1×H×W (what `ferkit export` writes) or uint8 crops N×H×W
+    (`with_uint8_input`; then no NumPy work happens per call).
+    """
+
+    def __init__(self, onnx_bytes: bytes, info: ModelInfo, threads: int = 0, precision: str = "fp32",
+                 spinning: bool = False):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.log_severity_level = 3
+        # ORT's default lets idle threads busy-wait for the next run; ferkit's sessions share the cores with
+        # the detector, other sessions and other work, and waiting threads steal them (BENCHMARKS.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.takes_uint8 = model_input.type == "tensor(uint8)"
         self.info = info
         self.device = torch.device("cpu")
-        self.precision = "onnx"
+        self.precision = precision
 
     @classmethod
-    def load(cls, path: str | Path, threads: int = 0) -> OnnxClassifier:
+    def load(cls, path: str | Path, threads: int = 0, spinning: bool = False) -> OnnxClassifier:
         """From a .safetensors model (exported in memory) or an .onnx file written by `export_onnx`."""
         path = Path(path)
         if path.suffix == ".onnx":
-            import onnx
-
-            if not path.is_file():
-                raise ModelFileError(f"{path}: no such model file")
-            try:
-                proto = onnx.load(str(path))
-                props = {p.key: p.value for p in proto.metadata_props}
-                info = ModelInfo(**json.loads(props["ferkit"]))
-            except Exception as exc:
-                raise ModelFileError(f"{path}: not an ONNX model exported by ferkit ({exc})") from exc
-            return cls(proto.SerializeToString(), info, threads)
+            proto, props = read_onnx_file(path)
+            info = ModelInfo(**json.loads(props["ferkit"]))
+            precision = "int8" if INT8_PROPERTY in props else "fp32"
+            return cls(proto.SerializeToString(), info, threads, precision, spinning)
         model, info = load_model(path)
-        return cls(export_bytes(model, info), info, threads)
+        return cls(with_uint8_input(export_bytes(model, info), info), info, threads, spinning=spinning)
 
     @property
     def class_names(self) -> list[str]:
@@ -93,10 +146,15 @@ class OnnxClassifier:
         crops = resize_crops(np.asarray(crops, dtype=np.uint8), self.info.in_size)
         out = [np.zeros((0, self.info.num_classes), np.float32)]
         for start in range(0, len(crops), batch_size):
-            x = crops[start:start + batch_size, None].astype(np.float32)
-            x = (x / 255.0 - self.info.mean) / self.info.std
-            out.append(self.session.run(None, {"input": x.astype(np.float32)})[0])
+            x = self._feed(crops[start:start + batch_size])
+            out.append(self.session.run(None, {self.input_name: x})[0])
         return np.concatenate(out)
+
+    def _feed(self, crops: np.ndarray) -> np.ndarray:
+        if self.takes_uint8:
+            return np.ascontiguousarray(crops)
+        x = crops[:, None].astype(np.float32)
+        return ((x / 255.0 - self.info.mean) / self.info.std).astype(np.float32)
 
     def predict_proba(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         z = self.logits(crops, batch_size)

@@ -15,6 +15,7 @@ from typing import Literal
 from ..errors import ConfigError, ModelFileError
 from .classifier import Classifier, FaceClassifier
 from .files import BEST_FILE, bundled_model_path, refuse_pickle
+from .int8 import Int8Classifier, int8_problem
 from .onnx import OnnxClassifier, onnx_available
 from .registry import list_models
 
@@ -82,20 +83,34 @@ def _model_file(path: Path) -> ResolvedModel:
     raise ModelFileError(f"{path}: not a ferkit model file (by its name); expected {ACCEPTED}")
 
 
+BACKENDS = ("auto", "torch", "onnx", "int8")
+
+
 def load_classifier(model: ModelSpec | FaceClassifier = None, device: str = "cpu",
                     backend: str = "auto") -> FaceClassifier:
     """A ready classifier for any spec `resolve` accepts (an architecture is refused: it has no weights).
 
-    backend "auto" runs ONNX Runtime on the CPU when it is installed, else PyTorch; an .onnx file always
-    runs on ONNX Runtime. A classifier passed in is returned as it is.
+    backend "auto" on the CPU with ONNX Runtime installed picks the fastest engine that keeps the fp32
+    labels: int8 (`models/int8.py`) when the model has an up-to-date int8 twin (the bundled one ships
+    with one), else ONNX Runtime fp32; without ONNX Runtime, PyTorch. "torch", "onnx" (fp32) and "int8"
+    force one; an .onnx file always runs on ONNX Runtime, as it is. A classifier passed in is returned as is.
     """
     if isinstance(model, FaceClassifier):
         return model
-    if backend not in ("auto", "torch", "onnx"):
-        raise ConfigError(f"unknown backend {backend!r}; use auto, torch or onnx")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
     source = resolve(model)
     path = source.weights(onnx=True)
-    on_onnx_runtime = backend == "onnx" or (backend == "auto" and device == "cpu" and onnx_available())
-    if source.kind == "onnx" or on_onnx_runtime:
+    if source.kind == "onnx":
+        return OnnxClassifier.load(path)
+    if backend == "auto":
+        backend = _fastest_backend(path) if device == "cpu" and onnx_available() else "torch"
+    if backend == "int8":
+        return Int8Classifier.load(path)
+    if backend == "onnx":
         return OnnxClassifier.load(path)
     return Classifier.load(path, device=device, precision="fp32")
+
+
+def _fastest_backend(weights: Path) -> str:
+    return "int8" if int8_problem(weights) is None else "onnx"

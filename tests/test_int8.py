@@ -1,0 +1,110 @@
+"""int8 engine: the bundled twin, `backend` choice, agreement with fp32, and `ferkit export --int8`."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from ferkit.cli import main
+from ferkit.data import load_dataset
+from ferkit.errors import ModelFileError
+from ferkit.models import load_classifier
+from ferkit.models.classifier import Classifier
+from ferkit.models.files import bundled_model_path, load_model, save_model
+from ferkit.models.int8 import Int8Classifier, int8_path, int8_problem, top_two_gap
+from ferkit.models.onnx import OnnxClassifier, export_bytes, with_uint8_input
+
+
+@pytest.fixture(scope="module")
+def test_faces(fer2013_dir):
+    """The first 600 PublicTest + PrivateTest faces, as `ferkit.data` loads them."""
+    return load_dataset(fer2013_dir).where_usage("PublicTest", "PrivateTest").images[:600]
+
+
+@pytest.fixture(scope="module")
+def bundled_int8():
+    return load_classifier("default", backend="int8")
+
+
+@pytest.fixture()
+def own_model(model_file, tmp_path):
+    """A copy of the test model (weights + sidecar) in a folder of its own, where a twin may be written."""
+    for path in (model_file, model_file.with_suffix(".json")):
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path / model_file.name
+
+
+def test_bundled_model_ships_a_current_int8_twin():
+    """Fails when default.safetensors changes without `ferkit export --int8` being run again."""
+    assert int8_problem(bundled_model_path()) is None
+
+
+@pytest.mark.parametrize("backend, engine", [("auto", Int8Classifier), ("int8", Int8Classifier),
+                                             ("onnx", OnnxClassifier), ("torch", Classifier)])
+def test_backend_choice_for_the_bundled_model(backend, engine):
+    classifier = load_classifier("default", backend=backend)
+    assert type(classifier) is engine
+    assert classifier.precision == {"auto": "int8", "int8": "int8", "onnx": "fp32", "torch": "fp32"}[backend]
+
+
+def test_int8_keeps_the_fp32_labels(test_faces, bundled_int8):
+    reference = load_classifier("default", backend="torch").predict_proba(test_faces)
+    int8, before = bundled_int8, bundled_int8.rechecked
+    probs = int8.predict_proba(test_faces)
+    assert (probs.argmax(1) == reference.argmax(1)).mean() >= 0.995
+    assert np.abs(probs - reference).max() < 0.15
+    assert 0 < int8.rechecked - before < 0.1 * len(test_faces)
+    near_ties = top_two_gap(int8.fast.predict_proba(test_faces)) < int8.recheck_margin
+    np.testing.assert_allclose(probs[near_ties], reference[near_ties], atol=1e-5)  # re-run in fp32
+
+
+@pytest.mark.parametrize("batch", [1, 7, 256])
+def test_int8_batches_agree(test_faces, bundled_int8, batch):
+    faces = test_faces[:100]
+    np.testing.assert_allclose(bundled_int8.predict_proba(faces, batch_size=batch),
+                               bundled_int8.predict_proba(faces), atol=1e-6)
+    assert bundled_int8.predict_proba(test_faces[:0]).shape == (0, 7)
+
+
+def test_uint8_input_graph_matches_float_input(model_file, test_faces):
+    model, info = load_model(model_file)
+    plain = export_bytes(model, info)
+    float_input = OnnxClassifier(plain, info)
+    uint8_input = OnnxClassifier(with_uint8_input(plain, info), info)
+    assert not float_input.takes_uint8 and uint8_input.takes_uint8
+    np.testing.assert_allclose(uint8_input.logits(test_faces[:64]), float_input.logits(test_faces[:64]),
+                               atol=1e-4)
+
+
+def test_model_without_twin_runs_fp32_and_refuses_int8(own_model):
+    assert type(load_classifier(own_model)) is OnnxClassifier
+    with pytest.raises(ModelFileError, match="ferkit export --int8"):
+        load_classifier(own_model, backend="int8")
+
+
+def test_export_int8_then_auto_uses_it_until_the_weights_change(own_model, fer2013_small, test_faces, capsys):
+    argv = ["export", "--model", str(own_model), "--int8", "--calibration", str(fer2013_small)]
+    assert main(argv) == 0
+    assert int8_path(own_model).is_file() and str(int8_path(own_model)) in capsys.readouterr().out
+    assert type(load_classifier(own_model)) is Int8Classifier
+    assert OnnxClassifier.load(int8_path(own_model)).precision == "int8"
+    model, info = load_model(own_model)
+    for p in model.parameters():
+        p.data.mul_(1.01)
+    save_model(own_model, model, info)  # retrained: the twin is stale now
+    assert "other weights" in int8_problem(own_model)
+    assert type(load_classifier(own_model)) is OnnxClassifier
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["export", "--int8"], "--calibration"),
+    (["export", "--calibration", "x"], "--calibration is for --int8"),
+    (["export", "--int8", "--calibration", "@ckplus"], "training split"),
+])
+def test_export_int8_mistakes(argv, words, ckplus_dir, tmp_path, capsys):
+    argv = [str(ckplus_dir) if a == "@ckplus" else a for a in argv] + ["--out", str(tmp_path / "x.onnx")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ferkit: error:") and words in err[0]
