@@ -17,6 +17,7 @@ from .classifier import Classifier, FaceClassifier
 from .files import BEST_FILE, bundled_model_path, refuse_pickle
 from .onnx import OnnxClassifier, onnx_available
 from .registry import list_models
+from .wrappers import with_temperature
 
 ModelKind = Literal["default", "architecture", "safetensors", "onnx", "run"]
 ModelSpec = str | Path | None
@@ -83,14 +84,20 @@ def _model_file(path: Path) -> ResolvedModel:
 
 
 def load_classifier(model: ModelSpec | FaceClassifier = None, device: str = "cpu",
-                    backend: str = "auto") -> FaceClassifier:
+                    backend: str = "auto", calibrated: bool = True) -> FaceClassifier:
     """A ready classifier for any spec `resolve` accepts (an architecture is refused: it has no weights).
 
     backend "auto" runs ONNX Runtime on the CPU when it is installed, else PyTorch; an .onnx file always
-    runs on ONNX Runtime. A classifier passed in is returned as it is.
+    runs on ONNX Runtime. calibrated: apply the model's temperature (`ferkit calibrate`), whichever backend
+    runs it; False gives the network's own probabilities. A classifier passed in is returned as it is.
     """
     if isinstance(model, FaceClassifier):
         return model
+    engine = _load_backend(model, device, backend)
+    return with_temperature(engine) if calibrated else engine
+
+
+def _load_backend(model: ModelSpec, device: str, backend: str) -> FaceClassifier:
     if backend not in ("auto", "torch", "onnx"):
         raise ConfigError(f"unknown backend {backend!r}; use auto, torch or onnx")
     source = resolve(model)
