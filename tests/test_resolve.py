@@ -19,6 +19,7 @@ from ferkit.models.classifier import Classifier
 from ferkit.models.files import BEST_FILE, bundled_model_path
 from ferkit.models.int8 import Int8Classifier
 from ferkit.models.onnx import OnnxClassifier, export_onnx
+from ferkit.models.wrappers import backend_of
 from ferkit.predict import load_classifier as load_classifier_from_predict
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -118,7 +119,7 @@ def test_weights_refuses_what_has_none_to_load(files, spec, onnx, words):
 ])
 def test_load_classifier_gives_a_face_classifier(files, spec, backend, engine):
     classifier = load_classifier(spec if spec is None else _spec(files, spec), device="cpu", backend=backend)
-    assert isinstance(classifier, engine) and isinstance(classifier, FaceClassifier)
+    assert isinstance(backend_of(classifier), engine) and isinstance(classifier, FaceClassifier)
     crops = np.random.default_rng(0).integers(0, 256, (3, 60, 60), dtype=np.uint8)
     probs = classifier.predict_proba(crops, batch_size=2)
     assert probs.shape == (3, len(classifier.class_names)) and np.allclose(probs.sum(1), 1, atol=1e-5)

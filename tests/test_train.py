@@ -22,7 +22,7 @@ from ferkit.data.splits import make_splits
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.experiment import load_splits, resume_run, train_run
 from ferkit.models.classifier import prepare_input
-from ferkit.models.files import ModelInfo, save_model
+from ferkit.models.files import ModelInfo, read_temperature, save_model
 from ferkit.train import TrainingInterrupted, distillation_loss, fit, scheduled_lr
 from ferkit.training import Callback, Checkpointing, EpochLog, Trainer
 
@@ -42,13 +42,17 @@ def test_smoke_run_writes_everything(fer2013_small, tmp_path):
                  "best.json", "metrics.json", "report.txt"):
         assert (run / name).stat().st_size > 0, name
     for png in ("curves", "class_distribution", "confusion_test", "confusion_test_normalised",
-                "samples_test"):
+                "samples_test", "reliability_test"):
         data = (run / "plots" / f"{png}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, png
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["images"] == 7 * 30  # PrivateTest only
     assert metrics["val"]["images"] == 7 * 30  # PublicTest only
     assert 0.0 <= summary["test_acc"] <= 1.0
+    calibration = metrics["calibration"]  # fitted on the validation split, stored with the weights
+    assert calibration["split"] == "val (PublicTest)" and calibration["images"] == 7 * 30
+    assert read_temperature(run / "best.safetensors") == calibration["temperature"] == summary["temperature"]
+    assert calibration["nll_after"] <= calibration["nll_before"] and "ece" in metrics["test"]
     splits = json.loads((run / "splits.json").read_text())
     assert "PublicTest" in splits["description"] and splits["train"]["size"] == 7 * 30
     assert ("PrivateTest" in (run / "report.txt").read_text()

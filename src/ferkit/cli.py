@@ -8,6 +8,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from .cli_calibrate import add_calibrate as _add_calibrate
+from .cli_calibrate import run_calibrate
 from .cli_evaluate import add_evaluate as _add_evaluate
 from .cli_evaluate import run_evaluate
 from .errors import ConfigError, FerkitError
@@ -24,6 +26,7 @@ def _command(name: str):
 
 
 _COMMANDS["evaluate"] = run_evaluate  # the evaluate command lives in cli_evaluate.py
+_COMMANDS["calibrate"] = run_calibrate  # and calibrate in cli_calibrate.py
 
 
 # ---------------------------------------------------------------- train / summary
@@ -201,6 +204,14 @@ def _add_recognizer_options(p) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
     p.add_argument("--min-face-size", type=int, help="smallest face to look for, in pixels (mtcnn)")
     _add_framing_options(p)
+    _add_tta_option(p)
+
+
+def _add_tta_option(p) -> None:
+    from .models.wrappers import TTA_CHOICES
+
+    p.add_argument("--tta", default="none", choices=TTA_CHOICES, help="test-time augmentation: flip "
+                   "averages each face with its mirror image (twice the classifier time; default none)")
 
 
 def _add_framing_options(p) -> None:
@@ -224,7 +235,7 @@ def _recognizer(args: argparse.Namespace):
     from .predict import Recognizer
 
     return Recognizer(model=args.model, detector=args.detector, device=args.device, backend=args.backend,
-                      framing=_framing(args), min_face_size=args.min_face_size)
+                      framing=_framing(args), min_face_size=args.min_face_size, tta=args.tta)
 
 
 def _expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:
@@ -465,8 +476,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not (0 < args.max_upload_mb and 0 < args.timeout and 0 < args.max_pixels and 0 <= args.port < 65536):
         raise ConfigError("--max-upload-mb, --timeout and --max-pixels must be positive, --port in 0..65535")
     config = EngineConfig(model=args.model, detector=args.detector, backend=args.backend, device=args.device,
-                          min_face_size=args.min_face_size, workers=args.workers, pool=args.pool,
-                          threads_per_worker=args.threads, max_pixels=args.max_pixels)
+                          min_face_size=args.min_face_size, tta=args.tta, workers=args.workers,
+                          pool=args.pool, threads_per_worker=args.threads, max_pixels=args.max_pixels)
     settings = ServeSettings(max_upload_bytes=int(args.max_upload_mb * 1_000_000), timeout=args.timeout,
                              api_key=api_key, cors_origins=tuple(args.cors_origin))
     if warning:
@@ -496,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_summary, _add_models, _add_predict, _add_video, _add_webcam,
-                _add_export, _add_demo, _add_crop, _add_serve):
+    for add in (_add_train, _add_evaluate, _add_calibrate, _add_summary, _add_models, _add_predict,
+                _add_video, _add_webcam, _add_export, _add_demo, _add_crop, _add_serve):
         add(sub)
     return parser
 

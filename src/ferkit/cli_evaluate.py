@@ -14,7 +14,7 @@ from .errors import ConfigError, FerkitError
 
 
 def add_evaluate(sub) -> None:
-    from .cli import _add_framing_options
+    from .cli import _add_framing_options, _add_tta_option
     from .data.ferplus import LABEL_MODES
 
     p = sub.add_parser("evaluate",
@@ -52,8 +52,11 @@ def add_evaluate(sub) -> None:
     p.add_argument("--ferplus", metavar="DIR", help="folder of fer2013new.csv (default: the data's folder, "
                    "then ferplus/ beside it)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-calibration", action="store_true", help="ignore the model's temperature: the "
+                   "network's own probabilities (for NLL and ECE before calibration)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_framing_options(p)
+    _add_tta_option(p)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -65,11 +68,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-iou must be in (0, 1], got {args.min_iou:g}")
     from .cli import _framing
     from .evaluate_photos import format_table, write_evaluations
-    from .predict import load_classifier
 
     model = args.run or args.model
-    classifier = load_classifier(Path(args.run) if args.run else args.model, device=args.device,
-                                 backend="torch")
+    classifier = _classifier(args, Path(args.run) if args.run else args.model)
     recognizer = _LazyRecognizer(classifier, args.detector, _framing(args))
     _warn_unused_photo_flags(args)
     plans = [_plan_evaluation(args, path, classifier, recognizer) for path in args.data]  # all inputs checked
@@ -81,6 +82,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_evaluations(args.out, evaluations, str(model))
         print(f"wrote metrics.json, report.txt and plots/ to {args.out}")
     return 0
+
+
+def _classifier(args: argparse.Namespace, model):
+    """The PyTorch classifier of `model`, calibrated unless --no-calibration, with --tta."""
+    from .models.wrappers import with_tta
+    from .predict import load_classifier
+
+    return with_tta(load_classifier(model, device=args.device, backend="torch",
+                                    calibrated=not args.no_calibration), args.tta)
 
 
 def _warn_unused_photo_flags(args: argparse.Namespace) -> None:
@@ -182,10 +192,9 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     from .data.ferplus import scores_against_majority
     from .evaluate import evaluate, write_reports
     from .experiment import read_config
-    from .predict import load_classifier
 
     cfg = read_config(args.run)
-    classifier = load_classifier(Path(args.run), device=args.device, backend="torch")
+    classifier = _classifier(args, Path(args.run))
     if args.format:
         cfg = replace(cfg, data_format=args.format)
     if args.labels or args.ferplus:

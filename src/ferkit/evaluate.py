@@ -12,6 +12,7 @@ from . import plots
 from .atomic import write_json, write_text
 from .data.dataset import FaceDataset
 from .errors import ModelFileError
+from .models.calibration import expected_calibration_error, reliability_bins
 from .models.classifier import FaceClassifier
 
 
@@ -27,10 +28,25 @@ class Evaluation:
     def accuracy(self) -> float:
         return float((self.y_true == self.y_pred).mean()) if len(self.y_true) else 0.0
 
+    def scored(self) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, true labels) of the faces that have probabilities: all of them here."""
+        return self.probs, self.y_true
+
     @property
     def loss(self) -> float:
-        picked = self.probs[np.arange(len(self.y_true)), self.y_true]
-        return float(-np.log(np.clip(picked, 1e-12, None)).mean()) if len(self.y_true) else 0.0
+        """Negative log-likelihood (mean) of the true labels."""
+        probs, y_true = self.scored()
+        picked = probs[np.arange(len(y_true)), y_true]
+        return float(-np.log(np.clip(picked, 1e-12, None)).mean()) if len(y_true) else 0.0
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error, 15 equal-width confidence bins."""
+        return expected_calibration_error(*self.scored())
+
+    def plot_reliability(self, path: str | Path, title: str = "Reliability") -> Path:
+        return plots.plot_reliability(*reliability_bins(*self.scored()), path, ece=self.ece,
+                                      title=f"{title} ({self.split})")
 
     @property
     def confusion(self) -> np.ndarray:
@@ -43,10 +59,12 @@ class Evaluation:
     def report_text(self) -> str:
         text = classification_report(self.y_true, self.y_pred, labels=range(len(self.class_names)),
                                      target_names=self.class_names, digits=4, zero_division=0)
-        return f"{self.split}: accuracy {self.accuracy:.4f} on {len(self.y_true)} images\n\n{text}"
+        return (f"{self.split}: accuracy {self.accuracy:.4f} on {len(self.y_true)} images; "
+                f"NLL {self.loss:.4f}, ECE {self.ece:.4f}\n\n{text}")
 
     def to_dict(self) -> dict:
         return {"split": self.split, "images": len(self.y_true), "accuracy": self.accuracy, "loss": self.loss,
+                "ece": self.ece,
                 "per_class": self.report(), "confusion_matrix": self.confusion.tolist(),
                 "class_names": self.class_names}
 
@@ -73,11 +91,11 @@ def evaluate(classifier: FaceClassifier, data: FaceDataset, split: str = "test",
 
 def write_reports(run_dir: str | Path, evaluations: list[Evaluation], history: list[dict] | None = None,
                   split_counts: dict[str, dict[str, int]] | None = None,
-                  samples: FaceDataset | None = None) -> dict:
-    """metrics.json, report.txt and plots/*.png for a run; returns the metrics dict."""
+                  samples: FaceDataset | None = None, extra: dict | None = None) -> dict:
+    """metrics.json (with `extra` entries), report.txt and plots/*.png for a run; returns the metrics dict."""
     run_dir = Path(run_dir)
     plot_dir = run_dir / "plots"
-    metrics = {e.split: e.to_dict() for e in evaluations}
+    metrics = {e.split: e.to_dict() for e in evaluations} | (extra or {})
     write_json(run_dir / "metrics.json", metrics)
     write_text(run_dir / "report.txt", "\n\n".join(e.report_text() for e in evaluations) + "\n")
     if history:
@@ -89,6 +107,7 @@ def write_reports(run_dir: str | Path, evaluations: list[Evaluation], history: l
                              title=f"Confusion matrix ({e.split})")
         plots.plot_confusion(e.confusion, e.class_names, plot_dir / f"confusion_{e.split}_normalised.png",
                              normalize=True, title=f"Confusion matrix ({e.split})")
+        e.plot_reliability(plot_dir / f"reliability_{e.split}.png")
     if samples is not None and evaluations:
         last = evaluations[-1]
         plots.plot_samples(samples.images, last.y_true, last.y_pred, last.probs, last.class_names,

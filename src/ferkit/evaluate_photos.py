@@ -75,12 +75,8 @@ class PhotoEvaluation(Evaluation):
     def split_label(self) -> str:
         return f"{self.split} ({self.split_detail})" if self.split_detail else self.split
 
-    @property
-    def loss(self) -> float:  # over the faces found: a missed face has no probabilities
-        if not self.found.any():
-            return 0.0
-        picked = self.probs[self.found, self.y_true[self.found]]
-        return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    def scored(self) -> tuple[np.ndarray, np.ndarray]:  # the faces found: a missed face has no probabilities
+        return self.probs[self.found], self.y_true[self.found]
 
     @property
     def found_rate(self) -> float:
@@ -120,7 +116,8 @@ class PhotoEvaluation(Evaluation):
     def summary(self) -> dict:
         return {"dataset": self.dataset, "split": self.split_label, "mode": self.mode,
                 "faces": len(self.y_true), "accuracy": self.accuracy, "macro_recall": self.macro_recall,
-                "found_rate": self.found_rate, "found_accuracy": self.found_accuracy, "dropped": self.dropped}
+                "found_rate": self.found_rate, "found_accuracy": self.found_accuracy, "nll": self.loss,
+                "ece": self.ece, "dropped": self.dropped}
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), **self.summary(), "description": self.description,
@@ -376,13 +373,13 @@ def _pct(value: float) -> str:
 def format_table(evaluations: list[PhotoEvaluation], model: str = "") -> str:
     """One Markdown table row per evaluation (dataset), the model named in the header."""
     head = (f"| {model or 'model'} → dataset | split | path | faces | accuracy | macro recall | found "
-            "| accuracy on found | dropped |")
-    rows = [head, "|" + "---|" * 9]
+            "| accuracy on found | NLL | ECE | dropped |")
+    rows = [head, "|" + "---|" * 11]
     for e in evaluations:
         dropped = ", ".join(f"{k} {v}" for k, v in e.dropped.items()) or "–"
         rows.append(f"| {e.dataset} | {e.split_label} | {e.mode} | {len(e.y_true)} | {_pct(e.accuracy)} "
                     f"| {_pct(e.macro_recall)} | {_pct(e.found_rate)} | {_pct(e.found_accuracy)} "
-                    f"| {dropped} |")
+                    f"| {e.loss:.3f} | {e.ece:.3f} | {dropped} |")
     return "\n".join(rows) + "\n"
 
 
@@ -403,6 +400,8 @@ def write_evaluation(out: str | os.PathLike, e: PhotoEvaluation) -> None:
         plots.plot_confusion(e.confusion_with_misses, e.confusion_names,
                              out / "plots" / f"confusion_{e.split}{suffix}.png", normalize=normalize,
                              title=title)
+    if e.found.any():
+        e.plot_reliability(out / "plots" / f"reliability_{e.split}.png", title=f"{e.dataset} ({e.mode})")
 
 
 def write_evaluations(out: str | os.PathLike, evaluations: list[PhotoEvaluation],

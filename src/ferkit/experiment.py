@@ -7,13 +7,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from .calibrate import Calibration, calibrate, split_label
 from .config import TrainConfig
 from .data import load_dataset
 from .data.splits import Splits, cap_per_class, make_splits
 from .errors import ConfigError
 from .evaluate import Evaluation, evaluate, write_reports
-from .models.classifier import Classifier
+from .models.classifier import Classifier, FaceClassifier
+from .models.files import write_temperature
 from .models.resolver import resolve
+from .models.wrappers import TemperatureScaled
 from .train import fit
 from .training.distributed import is_main_process
 
@@ -37,11 +40,23 @@ def read_config(run_dir: str | Path) -> TrainConfig:
         raise ConfigError(f"{path}: unreadable run configuration ({exc})") from exc
 
 
+def calibrate_run(run_dir: Path, splits: Splits, log: Callable[[str], None] = print,
+                  device: str = "auto") -> tuple[FaceClassifier, Calibration]:
+    """Fit the best model's temperature on the validation split, store it in its file; the scaled model."""
+    weights = resolve(run_dir).weights()
+    network = Classifier.load(weights, device=device, precision="fp32")
+    calibration = calibrate(network, splits.val, split_label(splits.val, "val"))
+    write_temperature(weights, calibration.temperature)
+    log(calibration.summary())
+    return TemperatureScaled(network, calibration.temperature), calibration
+
+
 def report_run(run_dir: str | Path, splits: Splits, log: Callable[[str], None] = print,
                device: str = "auto") -> dict:
-    """Evaluate the run's best model on validation and test splits and write metrics, report and plots."""
+    """Calibrate the run's best model, evaluate it on validation and test splits and write metrics, report
+    and plots."""
     run_dir = Path(run_dir)
-    classifier = Classifier.load(resolve(run_dir).weights(), device=device, precision="fp32")
+    classifier, calibration = calibrate_run(run_dir, splits, log, device)
     evaluations: list[Evaluation] = [evaluate(classifier, splits.val, "val")]
     if splits.test is not None and len(splits.test):
         evaluations.append(evaluate(classifier, splits.test, "test"))
@@ -51,7 +66,8 @@ def report_run(run_dir: str | Path, splits: Splits, log: Callable[[str], None] =
     if splits.test is not None:
         counts["test"] = splits.test.class_counts()
     metrics = write_reports(run_dir, evaluations, history, counts,
-                            samples=splits.test if splits.test is not None else splits.val)
+                            samples=splits.test if splits.test is not None else splits.val,
+                            extra={"calibration": calibration.to_dict()})
     log(evaluations[-1].report_text())
     return metrics
 
@@ -70,6 +86,7 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, progress: bool | None = Non
     if "test" in metrics:
         summary["test_acc"] = metrics["test"]["accuracy"]
     summary["split"] = splits.description
+    summary["temperature"] = metrics["calibration"]["temperature"]
     log(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f})"
         + (f"; test acc {summary['test_acc']:.4f}" if "test_acc" in summary else "")
         + f"; {summary['seconds_all_epochs']:.1f}s of training; run in {run_dir}")

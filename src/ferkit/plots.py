@@ -60,6 +60,29 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
     return save_figure(fig, path)
 
 
+def plot_reliability(confidence: np.ndarray, accuracy: np.ndarray, count: np.ndarray, path: str | Path,
+                     ece: float, title: str = "Reliability") -> Path:
+    """Accuracy against confidence per equal-width bin (from `calibration.reliability_bins`), and the
+    share of faces in each bin; a calibrated model follows the diagonal."""
+    bins = len(count)
+    edges = np.linspace(0, 1, bins + 1)
+    centres, width = (edges[:-1] + edges[1:]) / 2, 1 / bins
+    filled = count > 0
+    fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, height_ratios=(3, 1))
+    ax.bar(centres[filled], accuracy[filled], width * 0.95, label="accuracy", color="tab:blue")
+    ax.bar(centres[filled], (confidence - accuracy)[filled], width * 0.95, bottom=accuracy[filled],
+           color="tab:red", alpha=0.3, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}: ECE {ece:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
+    ax_count.bar(centres, count / max(count.sum(), 1), width * 0.95, color="gray")
+    ax_count.set_xlabel("confidence")
+    ax_count.set_ylabel("share")
+    return save_figure(fig, path)
+
+
 def plot_class_distribution(counts: dict[str, dict[str, int]], path: str | Path) -> Path:
     """Grouped bars: images per class for each split ({"train": {"angry": 3995, ...}, ...})."""
     splits = list(counts)

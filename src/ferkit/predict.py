@@ -20,6 +20,7 @@ from .faces import Detection, Detector, Framing, create_detector, crop_faces
 from .faces.framing import as_framing
 from .models.classifier import FaceClassifier, resize_crops
 from .models.resolver import ModelSpec, load_classifier  # re-exported: ferkit.predict.load_classifier
+from .models.wrappers import with_tta
 from .results import Face, Prediction, Results
 
 
@@ -35,12 +36,15 @@ class Recognizer:
     framing: how a face becomes the classifier's crop (`ferkit.faces.Framing`; default: the landmarks
     placed as in FER2013). `margin=m` alone is short for the box framing with margin m; `align` levels
     the eyes.
+    tta: test-time augmentation; "flip" averages each face's probabilities with its mirror image's
+    (twice the classifier time). The model's calibration temperature, if any, is applied either way.
     """
 
     def __init__(self, model: ModelSpec | FaceClassifier = None, detector: str | Detector = "mtcnn",
                  device: str = "cpu", backend: str = "auto", framing: Framing | str | None = None,
-                 margin: float | None = None, align: bool | None = None, min_face_size: int | None = None):
-        self.classifier = load_classifier(model, device=device, backend=backend)
+                 margin: float | None = None, align: bool | None = None, min_face_size: int | None = None,
+                 tta: str | None = None):
+        self.classifier = with_tta(load_classifier(model, device=device, backend=backend), tta)
         if isinstance(detector, str):
             options = {"min_face_size": min_face_size} if min_face_size and detector == "mtcnn" else {}
             detector = create_detector(detector, **options)

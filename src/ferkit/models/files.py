@@ -1,18 +1,21 @@
 """Model files: weights in safetensors plus a JSON sidecar. Nothing is ever unpickled.
 
 A model saved as `best.safetensors` has its description in `best.json`: architecture name,
-class names, input size, normalisation and the metrics measured when it was saved.
+class names, input size, normalisation and the metrics measured when it was saved. The calibration
+temperature lives in the safetensors header's metadata, beside the weights it was fitted for, so that
+new weights never inherit a stale one; `read_info` puts it in `ModelInfo.temperature`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from ..atomic import write_bytes, write_json
@@ -36,6 +39,7 @@ class ModelInfo:
     std: float = 0.25
     metrics: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    temperature: float = 1.0  # softmax(logits / T); fitted on validation data (`ferkit calibrate`)
 
     @property
     def num_classes(self) -> int:
@@ -62,9 +66,65 @@ def save_model(path: str | Path, model: torch.nn.Module, info: ModelInfo) -> Pat
         path = path.with_suffix(".safetensors")
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
-    write_bytes(path, save(tensors, metadata={"format": "ferkit", "model_name": info.model_name}))
-    write_json(sidecar_path(path), {"format_version": FORMAT_VERSION, **asdict(info)})
+    write_bytes(path, save(tensors, metadata=_header_metadata(info)))
+    description = {k: v for k, v in asdict(info).items() if k != "temperature"}  # the header holds it
+    write_json(sidecar_path(path), {"format_version": FORMAT_VERSION, **description})
     return path
+
+
+def _header_metadata(info: ModelInfo, base: dict[str, str] | None = None) -> dict[str, str]:
+    metadata = {**(base or {}), "format": "ferkit", "model_name": info.model_name}
+    metadata.pop("temperature", None)
+    if info.temperature != 1.0:
+        metadata["temperature"] = repr(float(info.temperature))
+    return metadata
+
+
+def write_temperature(path: str | Path, temperature: float, out: str | Path | None = None) -> Path:
+    """Write model `path` with `temperature` in its header, weights unchanged, to `out` (default: `path`).
+
+    Both files (weights and JSON sidecar) are written atomically.
+    """
+    path, out = Path(path), Path(out or path)
+    if out.suffix != ".safetensors":
+        raise ModelFileError(f"{out}: a model file must end in .safetensors")
+    _check_temperature(temperature, path)
+    info = read_info(path)
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as handle:
+            base = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: corrupt safetensors file ({exc})") from exc
+    info.temperature = float(temperature)
+    sidecar = sidecar_path(path).read_bytes()
+    write_bytes(out, save(tensors, metadata=_header_metadata(info, base)))
+    if out.resolve() != path.resolve():
+        write_bytes(sidecar_path(out), sidecar)
+    return out
+
+
+def _check_temperature(value: object, where: Path) -> float:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > 0):
+        raise ModelFileError(f"{where}: temperature {value!r} is not a finite number > 0")
+    return float(value)
+
+
+def read_temperature(path: str | Path) -> float:
+    """The calibration temperature in a .safetensors header (1.0 when the model was never calibrated)."""
+    try:
+        with safe_open(str(path), "pt") as handle:
+            text = (handle.metadata() or {}).get("temperature")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: corrupt safetensors file ({exc})") from exc
+    if text is None:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ModelFileError(f"{path}: temperature {text!r} in the header is not a number") from None
+    return _check_temperature(value, Path(path))
 
 
 def refuse_pickle(path: Path) -> bytes:
@@ -89,6 +149,7 @@ def read_info(path: str | Path) -> ModelInfo:
     try:
         raw = json.loads(meta_path.read_text(encoding="utf-8"))
         raw.pop("format_version", None)
+        raw.pop("temperature", None)  # the weights file's header is the one place it is read from
         info = ModelInfo(**raw)
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
         raise ModelFileError(f"{meta_path}: not a valid ferkit model description ({exc})") from exc
@@ -104,6 +165,8 @@ def read_info(path: str | Path) -> ModelInfo:
                              f"(got {info.mean!r}, {info.std!r})")
     if not isinstance(info.in_size, int) or not 8 <= info.in_size <= 512:
         raise ModelFileError(f"{meta_path}: in_size {info.in_size!r} is not a plausible input size")
+    if Path(path).is_file():
+        info.temperature = read_temperature(path)
     return info
 
 

@@ -18,6 +18,7 @@ from .files import BEST_FILE, bundled_model_path, refuse_pickle
 from .int8 import Int8Classifier, int8_problem
 from .onnx import OnnxClassifier, onnx_available
 from .registry import list_models
+from .wrappers import with_temperature
 
 ModelKind = Literal["default", "architecture", "safetensors", "onnx", "run"]
 ModelSpec = str | Path | None
@@ -87,16 +88,23 @@ BACKENDS = ("auto", "torch", "onnx", "int8")
 
 
 def load_classifier(model: ModelSpec | FaceClassifier = None, device: str = "cpu",
-                    backend: str = "auto") -> FaceClassifier:
+                    backend: str = "auto", calibrated: bool = True) -> FaceClassifier:
     """A ready classifier for any spec `resolve` accepts (an architecture is refused: it has no weights).
 
     backend "auto" on the CPU with ONNX Runtime installed picks the fastest engine that keeps the fp32
     labels: int8 (`models/int8.py`) when the model has an up-to-date int8 twin (the bundled one ships
     with one), else ONNX Runtime fp32; without ONNX Runtime, PyTorch. "torch", "onnx" (fp32) and "int8"
-    force one; an .onnx file always runs on ONNX Runtime, as it is. A classifier passed in is returned as is.
+    force one; an .onnx file always runs on ONNX Runtime, as it is. calibrated: apply the model's
+    temperature (`ferkit calibrate`), whichever backend runs it; False gives the network's own
+    probabilities. A classifier passed in is returned as it is.
     """
     if isinstance(model, FaceClassifier):
         return model
+    engine = _load_backend(model, device, backend)
+    return with_temperature(engine) if calibrated else engine
+
+
+def _load_backend(model: ModelSpec, device: str, backend: str) -> FaceClassifier:
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
     source = resolve(model)

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import FerkitError
+from ..models.wrappers import backend_of
 from .engine import DETECTORS, Busy, Engine, ImageTooLarge
 from .uploads import MAX_PARTS, UploadError, is_multipart, parse_multipart, read_body
 
@@ -210,7 +211,9 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
         info = engine.classifier.info
         return {"models": [{"name": engine.model.name, "kind": engine.model.kind,
                             "architecture": info.model_name, "class_names": engine.class_names,
-                            "input_size": info.in_size, "backend": type(engine.classifier).__name__}],
+                            "input_size": info.in_size,
+                            "backend": type(backend_of(engine.classifier)).__name__,
+                            "temperature": info.temperature, "tta": engine.config.tta or "none"}],
                 "detectors": list(DETECTORS), "default_detector": engine.config.detector,
                 "limits": {"max_upload_bytes": settings.max_upload_bytes,
                            "max_pixels": engine.config.max_pixels,

@@ -46,6 +46,7 @@ class EngineConfig:
     backend: str = "auto"
     device: str = "cpu"
     min_face_size: int | None = None
+    tta: str | None = None            # test-time augmentation ("flip"), see `Recognizer`
     workers: int = 2
     pool: str = "thread"              # "thread" or "process"
     threads_per_worker: int | None = 1  # intra-op threads of PyTorch/ONNX Runtime per worker (None: leave)
@@ -69,10 +70,11 @@ class Worker:
 
     def __init__(self, config: EngineConfig, classifier=None):
         from ..models.resolver import load_classifier
+        from ..models.wrappers import with_tta
 
         self.config = config
-        self.classifier = classifier or load_classifier(config.model, device=config.device,
-                                                        backend=config.backend)
+        self.classifier = classifier or with_tta(load_classifier(config.model, device=config.device,
+                                                                 backend=config.backend), config.tta)
         self._recognizers: OrderedDict[tuple[str, int | None], object] = OrderedDict()
         self.recognizer(config.detector, config.min_face_size)  # load the detector now, not on a request
 
@@ -200,11 +202,13 @@ class Engine:
     def __init__(self, config: EngineConfig | None = None):
         self.config = config = config or EngineConfig()
         from ..models.resolver import load_classifier, resolve
+        from ..models.wrappers import with_tta
 
         self.model = resolve(config.model)
         # Loaded here in any case: the class names and model details for /v1/models, and a bad --model fails
         # before the server listens.
-        self.classifier = load_classifier(config.model, device=config.device, backend=config.backend)
+        engine = load_classifier(config.model, device=config.device, backend=config.backend)
+        self.classifier = with_tta(engine, config.tta)
         self.stats = EngineStats()
         self._pending = 0
         self._lock = threading.Lock()
