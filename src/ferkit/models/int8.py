@@ -8,7 +8,8 @@ probabilities are closer than `recheck_margin` (about 3 % of faces); those get t
 BENCHMARKS.md ("Classifier speed") has the agreement with fp32 and the speed.
 
 A model's int8 twin sits beside its weights (`default.safetensors` → `default.int8.onnx`) and records the
-SHA-256 of the weights it was made from, so a retrained model never runs with a stale twin.
+SHA-256 of the weights it was made from (the tensors, not the file: a new temperature or other metadata
+keeps the twin valid), so a retrained model never runs with a stale twin.
 """
 
 from __future__ import annotations
@@ -39,8 +40,17 @@ def int8_path(weights: Path) -> Path:
     return weights.with_name(weights.stem + INT8_SUFFIX)
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def weights_sha256(path: Path) -> str:
+    """SHA-256 over a .safetensors file's tensors (names, dtypes, shapes, bytes), whatever its metadata."""
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(str(path), framework="np") as tensors:
+        for name in sorted(tensors.keys()):
+            array = np.ascontiguousarray(tensors.get_tensor(name))
+            digest.update(f"{name}|{array.dtype}|{array.shape}|".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def calibration_crops(dataset: str | Path, faces: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
@@ -88,7 +98,7 @@ def build_int8(weights: Path, calibration: np.ndarray, calibrated_on: str) -> by
     model, info = load_model(weights)
     quantized = with_uint8_input(quantize(export_bytes(model, info), calibration, info), info)
     proto = onnx.load_from_string(quantized)
-    provenance = {"source_sha256": file_sha256(weights), "calibrated_on": calibrated_on,
+    provenance = {"source_sha256": weights_sha256(weights), "calibrated_on": calibrated_on,
                   "calibration_faces": len(calibration), "recheck_margin": RECHECK_MARGIN}
     onnx.helper.set_model_props(proto, {"ferkit": json.dumps(asdict(info)),
                                         INT8_PROPERTY: json.dumps(provenance)})
@@ -110,7 +120,7 @@ def int8_problem(weights: Path) -> str | None:
     _, props = read_onnx_file(twin)
     if INT8_PROPERTY not in props:
         return f"{twin}: not an int8 model written by `ferkit export --int8`"
-    if json.loads(props[INT8_PROPERTY]).get("source_sha256") != file_sha256(weights):
+    if json.loads(props[INT8_PROPERTY]).get("source_sha256") != weights_sha256(weights):
         return f"{twin}: made from other weights than {weights.name}; run `ferkit export --int8` again"
     return None
 
