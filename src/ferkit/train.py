@@ -102,6 +102,8 @@ def fit(
         _resume(trainer, state, run_dir, extend_lr, log)
     else:
         log(_banner(trainer, splits, distilling))
+        if trainer.init_note:
+            log(trainer.init_note)
     started = time.perf_counter()
     try:
         trainer.run()
