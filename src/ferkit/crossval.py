@@ -179,6 +179,6 @@ def crossval_run(cfg: TrainConfig, out_dir: str | Path, folds: int = 10, stratif
     data = load_data(cfg)
     log(f"{folds}-fold cross-validation of {cfg.model} on {cfg.data}: {len(data)} images"
         + (f", {_subjects(data)} subjects" if data.groups is not None else "")
-        + f"; {cfg.epochs} epochs per fold" + (f", init {cfg.init}" if cfg.init else "")
+        + f"; {cfg.epochs} epoch(s) per fold" + (f", init {cfg.init}" if cfg.init else "")
         + f"; into {out_dir}")
     return cross_validate(cfg, data, out_dir, folds, stratified, progress, log)
