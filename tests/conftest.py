@@ -92,3 +92,24 @@ def engine():
     engine = Engine(EngineConfig(workers=2, threads_per_worker=None))
     yield engine
     engine.close()
+
+
+CKPLUS_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "contempt"]
+
+
+def make_grouped_faces(subjects: int = 9, classes: list[str] | None = None, per_class: int = 2,
+                       size: int = 16, seed: int = 0):
+    """A tiny CK+-like FaceDataset: every subject has `per_class` noisy images of every class, each class
+    its own brightness, groups "S001", "S002", …"""
+    import numpy as np
+
+    from ferkit.data import FaceDataset
+
+    classes = classes or CKPLUS_CLASSES
+    rng = np.random.default_rng(seed)
+    labels = np.tile(np.repeat(np.arange(len(classes)), per_class), subjects)
+    groups = np.repeat([f"S{s + 1:03d}" for s in range(subjects)], len(classes) * per_class)
+    base = (40 + 200 * labels / max(1, len(classes) - 1))[:, None, None]
+    images = np.clip(base + rng.normal(0, 20, (len(labels), size, size)), 0, 255).astype(np.uint8)
+    return FaceDataset(images, labels.astype(np.int64), list(classes), groups=groups.astype(object),
+                       name="grouped-faces")

@@ -10,8 +10,8 @@ import pytest
 
 from ferkit.cli import build_parser, main
 
-SUBCOMMANDS = ["train", "evaluate", "summary", "models", "predict", "video", "webcam", "export", "demo",
-               "crop"]
+SUBCOMMANDS = ["train", "crossval", "evaluate", "summary", "models", "predict", "video", "webcam", "export",
+               "demo", "crop"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

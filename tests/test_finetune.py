@@ -38,3 +38,32 @@ def test_init_that_does_not_fit_is_refused(splits, model_file, model, init, mess
     cfg = TrainConfig(model=model, init=str(model_file) if init == "MODEL" else init, **QUICK)
     with pytest.raises(ConfigError, match=message):
         Trainer(cfg, splits.train, splits.val)
+
+
+def test_init_with_other_classes_loads_all_but_the_head(model_file):
+    from conftest import CKPLUS_CLASSES, make_grouped_faces
+    from ferkit.models import create_model
+    from ferkit.models.transfer import classifier_head
+
+    data = make_grouped_faces(subjects=2, size=48)
+    assert data.class_names == CKPLUS_CLASSES  # contempt instead of neutral, like CK+48
+    # seed 1: the model file was made from seed 0's random weights, so a fresh head must differ from its
+    trainer = Trainer(TrainConfig(model="seed_cnn", init=str(model_file), seed=1, **QUICK), data, data)
+    reference = load_model(model_file)[0].state_dict()
+    torch.manual_seed(1)
+    fresh = create_model("seed_cnn", num_classes=7).state_dict()
+    head = classifier_head(trainer.model) + "."
+    for name, tensor in trainer.model.state_dict().items():
+        expected = fresh[name] if name.startswith(head) else reference[name]
+        assert torch.equal(tensor, expected), name
+    assert not torch.equal(fresh[head + "weight"], reference[head + "weight"])
+    assert "loaded every weight but the classifier head" in trainer.init_note
+
+
+def test_init_at_another_input_size_is_refused(model_file):
+    from conftest import make_grouped_faces
+
+    data = make_grouped_faces(subjects=2, size=32)
+    cfg = TrainConfig(model="seed_cnn", init=str(model_file), image_size=32, **QUICK)
+    with pytest.raises(ConfigError, match="at 48px cannot start a seed_cnn at 32px"):
+        Trainer(cfg, data, data)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .cli_calibrate import add_calibrate as _add_calibrate
 from .cli_calibrate import run_calibrate
+from .cli_crossval import add_crossval as _add_crossval
+from .cli_crossval import run_crossval
 from .cli_evaluate import add_evaluate as _add_evaluate
 from .cli_evaluate import run_evaluate
 from .errors import ConfigError, FerkitError
@@ -26,26 +28,32 @@ def _command(name: str):
 
 
 _COMMANDS["evaluate"] = run_evaluate  # the evaluate command lives in cli_evaluate.py
-_COMMANDS["calibrate"] = run_calibrate  # and calibrate in cli_calibrate.py
+_COMMANDS["calibrate"] = run_calibrate  # calibrate in cli_calibrate.py
+_COMMANDS["crossval"] = run_crossval  # crossval in cli_crossval.py
 
 
 # ---------------------------------------------------------------- train / summary
 
 def _add_train(sub) -> None:
-    from .config import TrainConfig
-    from .options import add_arguments
-
     p = sub.add_parser("train", help="train a CNN on a dataset and write a run directory with its report",
                        description="Train a model. With FER2013 it trains on Training, selects the best "
                        "epoch on PublicTest and reports PrivateTest; CK+ gets a subject-independent split. "
                        "Options come from the defaults, then --config, then the flags given.")
-    p.add_argument("--config", metavar="RECIPE", help="a YAML or JSON recipe of options (e.g. "
-                   "configs/default.yaml or a run's config.json); flags override it")
     p.add_argument("--print-config", action="store_true", help="print the resulting recipe as YAML and exit")
     p.add_argument("--out", help="run directory (default runs/<model>-<data name>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run, or extend it with --epochs/--lr")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_train_options(p)
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """--config, one flag per TrainConfig option, --shift and --no-augment (read back by `train_config`)."""
+    from .config import TrainConfig
+    from .options import add_arguments
+
+    p.add_argument("--config", metavar="RECIPE", help="a YAML or JSON recipe of options (e.g. "
+                   "configs/default.yaml or a run's config.json); flags override it")
     add_arguments(p, TrainConfig)
     g = next(group for group in p._action_groups if group.title == "augmentation")
     g.add_argument("--shift", type=float, default=argparse.SUPPRESS,
@@ -507,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_calibrate, _add_summary, _add_models, _add_predict,
-                _add_video, _add_webcam, _add_export, _add_demo, _add_crop, _add_serve):
+    for add in (_add_train, _add_crossval, _add_evaluate, _add_calibrate, _add_summary, _add_models,
+                _add_predict, _add_video, _add_webcam, _add_export, _add_demo, _add_crop, _add_serve):
         add(sub)
     return parser
 

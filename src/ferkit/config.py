@@ -29,7 +29,8 @@ class TrainConfig:
                                 "for quick runs (0 = all)")
     model: str = option("seed_cnn", "architecture (see `ferkit models`)")
     init: str = option("", "fine-tune: start from these weights ('default', a .safetensors file or a run "
-                       "directory) instead of random ones; same architecture, classes and input size",
+                       "directory) instead of random ones; same architecture and input size (other classes: "
+                       "a new classifier head)",
                        metavar="MODEL")
     epochs: int = option(30, "epochs; with --resume: extend the run to this many")
     batch_size: int = option(64, "images per batch")

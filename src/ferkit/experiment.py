@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .calibrate import Calibration, calibrate, split_label
 from .config import TrainConfig
-from .data import load_dataset
+from .data import FaceDataset, load_dataset
 from .data.splits import Splits, cap_per_class, make_splits
 from .errors import ConfigError
 from .evaluate import Evaluation, evaluate, write_reports
@@ -21,13 +21,17 @@ from .train import fit
 from .training.distributed import is_main_process
 
 
-def load_splits(cfg: TrainConfig) -> Splits:
+def load_data(cfg: TrainConfig) -> FaceDataset:
+    """cfg.data read as training reads it (format, image size, labels, per-class cap)."""
     if not cfg.data:
         raise ConfigError("no dataset given (--data PATH)")
     data = load_dataset(cfg.data, format=cfg.data_format, image_size=cfg.image_size, labels=cfg.labels,
                         ferplus=cfg.ferplus)
-    data = cap_per_class(data, cfg.max_per_class, cfg.seed)
-    return make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    return cap_per_class(data, cfg.max_per_class, cfg.seed)
+
+
+def load_splits(cfg: TrainConfig) -> Splits:
+    return make_splits(load_data(cfg), cfg.val_fraction, cfg.test_fraction, cfg.seed)
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:

@@ -108,6 +108,8 @@ def fit(
             _resume(trainer, state, run_dir, extend_lr, log)
         else:
             log(_banner(trainer, splits, distilling))
+            if trainer.init_note:
+                log(trainer.init_note)
         started = time.perf_counter()
         trainer.run()
     except EpochInterrupted as exc:

@@ -53,6 +53,19 @@ def group_kfold(
         return [(np.sort(tr), np.sort(va)) for tr, va in folds.split(np.zeros(len(labels)), labels, groups)]
 
 
+def stratified_kfold(labels: np.ndarray, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train_idx, test_idx) stratified folds over single images, for data without groups."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels)
+    if not 2 <= k <= len(labels):
+        raise ConfigError(f"k={k} folds need 2 <= k <= the number of images ({len(labels)})")
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return [(np.sort(tr), np.sort(te)) for tr, te in folds.split(np.zeros(len(labels)), labels)]
+
+
 def group_split(
     labels: np.ndarray, groups: np.ndarray, val_fraction: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:

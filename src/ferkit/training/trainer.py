@@ -30,6 +30,7 @@ from ..errors import ConfigError, DataError, ModelFileError
 from ..models import create_model, resolve
 from ..models.classifier import autocast, prepare_input, resolve_device, resolve_precision
 from ..models.files import load_model
+from ..models.transfer import load_all_but_head
 from .callbacks import Callback
 from .checkpoint import check_world_size
 from .losses import LossTerm
@@ -80,6 +81,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)  # the batch order
         self.augment_generator = self._make_augment_generator()
         self._set_data(train, val)
+        self.init_note = ""  # what fine-tuning changed, for the log
         if cfg.init:
             self._load_init(cfg.init)
         self.epoch = 0  # epochs finished
@@ -107,17 +109,25 @@ class Trainer:
         self.std = float(train.images.std() / 255.0) or 1.0
 
     def _load_init(self, spec: str) -> None:
-        """Fine-tuning: the weights and input normalisation of a trained model of the same shape."""
+        """Fine-tuning: the weights and input normalisation of a trained model of the same architecture and
+        input size. For other classes every weight but the classifier head is loaded; the head stays fresh
+        and `init_note` says so."""
         try:
             weights, info = load_model(resolve(spec).weights(), device=self.device)
         except ModelFileError as exc:
             raise ConfigError(f"init: {exc}") from None
         cfg = self.cfg
-        wanted = (cfg.model, self.class_names, cfg.image_size)
-        if (info.model_name, list(info.class_names), info.in_size) != wanted:
-            raise ConfigError(f"init {spec}: a {info.model_name} for {info.class_names} at {info.in_size}px "
-                              f"cannot start a {cfg.model} for {self.class_names} at {cfg.image_size}px")
-        self.model.load_state_dict(weights.state_dict())
+        if (info.model_name, info.in_size) != (cfg.model, cfg.image_size):
+            raise ConfigError(f"init {spec}: a {info.model_name} at {info.in_size}px cannot start a "
+                              f"{cfg.model} at {cfg.image_size}px; fine-tuning needs the same architecture "
+                              "and input size")
+        if list(info.class_names) == self.class_names:
+            self.model.load_state_dict(weights.state_dict())
+        else:
+            load_all_but_head(self.model, weights.state_dict())
+            self.init_note = (f"init {spec}: its classes {list(info.class_names)} are not the data's "
+                              f"{self.class_names}; loaded every weight but the classifier head, which "
+                              "starts from random weights")
         self.mean, self.std = info.mean, info.std
 
     def _targets(self, train: FaceDataset) -> torch.Tensor:
