@@ -30,7 +30,7 @@ from ..models.classifier import autocast, prepare_input, resolve_device, resolve
 from ..models.files import load_model
 from .callbacks import Callback
 from .losses import LossTerm
-from .schedule import make_optimizer, make_plateau, scheduled_lr
+from .schedule import load_optimizer_state, make_optimizer, make_plateau, scheduled_lr
 
 VAL_BATCH = 256
 
@@ -270,7 +270,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         if self.plateau is not None and state.get("plateau"):
             self.plateau.load_state_dict(state["plateau"])
         for callback in self.callbacks:
