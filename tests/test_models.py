@@ -162,3 +162,22 @@ def test_summary_counts_every_parameter(name):
 def test_fast_fer_fits_its_compute_budget():
     """Default candidate must stay cheap: its ≥ 4,000 faces/s on 2 CPU cores rests on ~36 MMACs per face."""
     assert count_flops(create_model("fast_fer")) <= 40e6
+
+
+def test_seed_cnn_pools_before_its_relu_with_the_notebooks_outputs_and_gradients():
+    """seed_cnn runs MaxPool → ReLU, the notebook ReLU → MaxPool: the same function and gradients."""
+    model = _create("seed_cnn").train()
+    layers = list(model)
+    assert [type(m) for m in layers[:4]] == [nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU]
+    notebook = nn.Sequential(*layers[:2], layers[3], layers[2],
+                             *layers[4:6], layers[7], layers[6], *layers[8:])
+    x = torch.randn(8, 1, 48, 48)
+    x[:, :, :24] = x[:, :, :24].round()  # ties in the pooling windows
+    outputs, grads = [], []
+    for net in (model, notebook):  # the same modules, so the same parameters
+        net.zero_grad()
+        outputs.append(net(x))
+        outputs[-1].square().sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    assert torch.equal(*outputs)
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

@@ -8,12 +8,15 @@ from .registry import register_model
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+    # The notebook's Conv → BN → ReLU → MaxPool, with the ReLU moved after the pooling: max and ReLU
+    # commute (ReLU never reorders values), so outputs and gradients are exactly the same, and the ReLU
+    # (forward and backward) runs on a quarter of the values. Parameter names are unchanged.
+    return [nn.Conv2d(cin, cout, 3), nn.BatchNorm2d(cout), nn.MaxPool2d(2), nn.ReLU(inplace=True)]
 
 
 @register_model
 def seed_cnn(num_classes: int = 7, in_size: int = 48, in_channels: int = 1) -> nn.Module:
-    """Conv 3×3 64 → BN → ReLU → MaxPool 2; Conv 3×3 128 → BN → ReLU → MaxPool 2; Flatten;
+    """Conv 3×3 64 → BN → MaxPool 2 → ReLU; Conv 3×3 128 → BN → MaxPool 2 → ReLU; Flatten;
     Dense 256 → BN → ReLU; Dense 128 → BN → ReLU; Dense num_classes.
 
     Padding and biases are Keras' defaults ("valid", biases on). The notebook's final softmax is

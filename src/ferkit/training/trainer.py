@@ -34,7 +34,7 @@ from ..models.transfer import load_all_but_head
 from .callbacks import Callback
 from .checkpoint import check_world_size
 from .losses import LossTerm
-from .schedule import make_optimizer, make_plateau, scheduled_lr
+from .schedule import load_optimizer_state, make_optimizer, make_plateau, scheduled_lr
 
 VAL_BATCH = 256
 
@@ -297,7 +297,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         check_world_size(state, self.world_size, self.cfg.batch_size)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         if self.plateau is not None and state.get("plateau"):
             self.plateau.load_state_dict(state["plateau"])
         for callback in self.callbacks:
