@@ -15,6 +15,7 @@ from ferkit.models.classifier import Classifier
 from ferkit.models.files import bundled_model_path, load_model, save_model
 from ferkit.models.int8 import Int8Classifier, int8_path, int8_problem, top_two_gap
 from ferkit.models.onnx import OnnxClassifier, export_bytes, with_uint8_input
+from ferkit.models.wrappers import backend_of
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def test_faces(fer2013_dir):
 
 @pytest.fixture(scope="module")
 def bundled_int8():
-    return load_classifier("default", backend="int8")
+    return load_classifier("default", backend="int8", calibrated=False)
 
 
 @pytest.fixture()
@@ -44,13 +45,13 @@ def test_bundled_model_ships_a_current_int8_twin():
 @pytest.mark.parametrize("backend, engine", [("auto", Int8Classifier), ("int8", Int8Classifier),
                                              ("onnx", OnnxClassifier), ("torch", Classifier)])
 def test_backend_choice_for_the_bundled_model(backend, engine):
-    classifier = load_classifier("default", backend=backend)
+    classifier = backend_of(load_classifier("default", backend=backend))
     assert type(classifier) is engine
     assert classifier.precision == {"auto": "int8", "int8": "int8", "onnx": "fp32", "torch": "fp32"}[backend]
 
 
 def test_int8_keeps_the_fp32_labels(test_faces, bundled_int8):
-    reference = load_classifier("default", backend="torch").predict_proba(test_faces)
+    reference = load_classifier("default", backend="torch", calibrated=False).predict_proba(test_faces)
     int8, before = bundled_int8, bundled_int8.rechecked
     probs = int8.predict_proba(test_faces)
     assert (probs.argmax(1) == reference.argmax(1)).mean() >= 0.995
@@ -79,7 +80,7 @@ def test_uint8_input_graph_matches_float_input(model_file, test_faces):
 
 
 def test_model_without_twin_runs_fp32_and_refuses_int8(own_model):
-    assert type(load_classifier(own_model)) is OnnxClassifier
+    assert type(backend_of(load_classifier(own_model))) is OnnxClassifier
     with pytest.raises(ModelFileError, match="ferkit export --int8"):
         load_classifier(own_model, backend="int8")
 
@@ -88,14 +89,14 @@ def test_export_int8_then_auto_uses_it_until_the_weights_change(own_model, fer20
     argv = ["export", "--model", str(own_model), "--int8", "--calibration", str(fer2013_small)]
     assert main(argv) == 0
     assert int8_path(own_model).is_file() and str(int8_path(own_model)) in capsys.readouterr().out
-    assert type(load_classifier(own_model)) is Int8Classifier
+    assert type(backend_of(load_classifier(own_model))) is Int8Classifier
     assert OnnxClassifier.load(int8_path(own_model)).precision == "int8"
     model, info = load_model(own_model)
     for p in model.parameters():
         p.data.mul_(1.01)
     save_model(own_model, model, info)  # retrained: the twin is stale now
     assert "other weights" in int8_problem(own_model)
-    assert type(load_classifier(own_model)) is OnnxClassifier
+    assert type(backend_of(load_classifier(own_model))) is OnnxClassifier
 
 
 @pytest.mark.parametrize("argv, words", [
