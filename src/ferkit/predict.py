@@ -1,7 +1,7 @@
 """Find every face in a picture and say its expression: the `Recognizer`.
 
     from ferkit import Recognizer
-    rec = Recognizer()                      # bundled model, MTCNN detector
+    rec = Recognizer()                      # bundled model, YuNet detector
     result = rec("photo.jpg")               # Results: faces, source, timing, image
     for face in result.faces:
         print(face.box, face.label, face.probs)
@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from .data.images import ImageInput, load_image
-from .faces import Detection, Detector, Framing, create_detector, crop_faces
+from .faces import DEFAULT_DETECTOR, Detection, Detector, Framing, create_detector, crop_faces
 from .faces.framing import as_framing
 from .models.classifier import FaceClassifier, resize_crops
 from .models.resolver import ModelSpec, load_classifier  # re-exported: ferkit.predict.load_classifier
@@ -28,14 +28,15 @@ class Recognizer:
 
     model: anything `ferkit.models.resolve` accepts ('default' or None for the bundled model, a .safetensors
     or .onnx file, a run directory) or a ready classifier.
-    detector: "mtcnn" (default), "haar", or a Detector instance.
+    detector: "yunet" (`ferkit.faces.DEFAULT_DETECTOR`), "mtcnn", "haar", or a Detector instance;
+    `min_face_size` applies to MTCNN only.
     backend: "auto" (ONNX Runtime on the CPU when installed, else PyTorch), "torch" or "onnx".
     framing: how a face becomes the classifier's crop (`ferkit.faces.Framing`; default: the landmarks
     placed as in FER2013). `margin=m` alone is short for the box framing with margin m; `align` levels
     the eyes.
     """
 
-    def __init__(self, model: ModelSpec | FaceClassifier = None, detector: str | Detector = "mtcnn",
+    def __init__(self, model: ModelSpec | FaceClassifier = None, detector: str | Detector = DEFAULT_DETECTOR,
                  device: str = "cpu", backend: str = "auto", framing: Framing | str | None = None,
                  margin: float | None = None, align: bool | None = None, min_face_size: int | None = None):
         self.classifier = load_classifier(model, device=device, backend=backend)

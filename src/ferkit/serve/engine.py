@@ -28,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..errors import ConfigError, ImageError
+from ..faces import DEFAULT_DETECTOR
 
 DETECTORS = ("mtcnn", "haar", "yunet")
 MAX_CACHED_DETECTORS = 8  # per worker: (detector, min_face_size) pairs asked for by requests
@@ -42,7 +43,7 @@ class EngineConfig:
     """What `ferkit serve` loads, and how many workers run it."""
 
     model: str | None = None
-    detector: str = "mtcnn"
+    detector: str = DEFAULT_DETECTOR
     backend: str = "auto"
     device: str = "cpu"
     min_face_size: int | None = None
