@@ -82,3 +82,10 @@ def test_yunet_is_the_default_of_the_python_api(model_file):
     assert EngineConfig().detector == DEFAULT_DETECTOR
     for function in (detect_and_crop, crop_dataset.crop_dataset):
         assert inspect.signature(function).parameters["detector"].default == DEFAULT_DETECTOR
+
+
+def test_min_face_size_drops_smaller_faces(photos_dir):
+    assert len(create_detector("yunet", min_face_size=100).detect(photos_dir / "angry_man.jpg")) == 1
+    assert create_detector("yunet", min_face_size=4000).detect(photos_dir / "angry_man.jpg") == []
+    with pytest.raises(ConfigError, match="min_face_size"):
+        create_detector("yunet", min_face_size=-5)

@@ -201,7 +201,7 @@ def _add_recognizer_options(p) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
                    help="inference engine (auto: ONNX Runtime on the CPU)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
-    p.add_argument("--min-face-size", type=int, help="smallest face to look for, in pixels (mtcnn)")
+    p.add_argument("--min-face-size", type=int, help="smallest face to keep, in pixels")
     _add_framing_options(p)
 
 

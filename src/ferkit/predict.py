@@ -29,7 +29,7 @@ class Recognizer:
     model: anything `ferkit.models.resolve` accepts ('default' or None for the bundled model, a .safetensors
     or .onnx file, a run directory) or a ready classifier.
     detector: "yunet" (`ferkit.faces.DEFAULT_DETECTOR`), "mtcnn", "haar", or a Detector instance;
-    `min_face_size` applies to MTCNN only.
+    `min_face_size`: the smallest face to keep, in pixels (every detector has one).
     backend: "auto" (ONNX Runtime on the CPU when installed, else PyTorch), "torch" or "onnx".
     framing: how a face becomes the classifier's crop (`ferkit.faces.Framing`; default: the landmarks
     placed as in FER2013). `margin=m` alone is short for the box framing with margin m; `align` levels
@@ -41,7 +41,7 @@ class Recognizer:
                  margin: float | None = None, align: bool | None = None, min_face_size: int | None = None):
         self.classifier = load_classifier(model, device=device, backend=backend)
         if isinstance(detector, str):
-            options = {"min_face_size": min_face_size} if min_face_size and detector == "mtcnn" else {}
+            options = {"min_face_size": min_face_size} if min_face_size else {}
             detector = create_detector(detector, **options)
         self.detector = detector
         self.framing = as_framing(framing, margin, align)

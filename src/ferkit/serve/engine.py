@@ -81,8 +81,6 @@ class Worker:
         from ..predict import Recognizer
 
         key = (detector or self.config.detector, min_face_size or self.config.min_face_size)
-        if key[0] != "mtcnn":
-            key = (key[0], None)  # only MTCNN has a minimum face size
         if key not in self._recognizers:
             self._recognizers[key] = Recognizer(self.classifier, detector=key[0], min_face_size=key[1])
             while len(self._recognizers) > MAX_CACHED_DETECTORS:
