@@ -219,6 +219,10 @@ def machine_line() -> str:
     return f"CPU: {model}, {os.cpu_count()} cores; load average {load_average()}"
 
 
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.3g} min"
+
+
 def load_average() -> str:
     return " / ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -270,8 +274,8 @@ def main() -> None:
         seconds = 20 if args.quick else 60 * args.minutes
         long_clip = write_clip(work / "long.mp4", frames, round(seconds * FPS))
         long_run = measure_ferkit_video(long_clip, work, args.detector)
-        print_memory_table([(f"{len(frames)} frames ({len(frames) / FPS:g} s)", video["run"]),
-                            (f"{round(seconds * FPS)} frames ({seconds / 60:g} min)", long_run["run"])])
+        print_memory_table([(f"{len(frames)} frames ({duration(len(frames) / FPS)})", video["run"]),
+                            (f"{round(seconds * FPS)} frames ({duration(seconds)})", long_run["run"])])
         print(f"\nlong clip: {long_run['fps']:.1f} frames/s over {long_run['frames']} frames")
     print(f"\nload average at the end: {load_average()}")
 
