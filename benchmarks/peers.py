@@ -23,7 +23,7 @@ STAMP = PEERS_DIR / ".installed"
 PACKAGES = [
     "tensorflow-cpu==2.21.0",
     "scipy",                      # Keras' ImageDataGenerator needs it for affine transforms
-    "opencv-python-headless",
+    "opencv-python-headless<5",   # fer's default detector, cv2.CascadeClassifier, left OpenCV 5 for contrib
     "pandas", "requests", "matplotlib", "tqdm", "Pillow", "moviepy<2.0", "ffmpeg-python",
     "setuptools<81",              # fer imports pkg_resources
 ]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ferkit.cli import main
-from ferkit.errors import FerkitError, VideoError
+from ferkit.errors import FerkitError, OutputError, VideoError
 from ferkit.predict import Recognizer
 from ferkit.results import csv_header
 from ferkit.video import process_video
@@ -61,6 +61,7 @@ def test_video_outputs(recognizer, photo_video, tmp_path):
     assert np.allclose(probs.sum(1), 1, atol=1e-3)
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert not list(tmp_path.glob(".*"))  # no temporary files left
+    assert result.seconds > 0 and result.processing_fps == pytest.approx(20 / result.seconds)
 
 
 def test_video_every_nth_frame_and_limit(recognizer, photo_video, tmp_path):
@@ -68,6 +69,13 @@ def test_video_every_nth_frame_and_limit(recognizer, photo_video, tmp_path):
                            progress=False)
     assert result.frames == 10
     assert {int(r["frame"]) for r in csv.DictReader((tmp_path / "f.csv").open())} == {0, 5}
+
+
+def test_video_writer_error_is_raised_and_leaves_nothing(recognizer, photo_video, tmp_path):
+    """The video is encoded in a background thread: its error still reaches the caller, and no file stays."""
+    with pytest.raises(OutputError, match="cannot write a video here"):
+        process_video(photo_video, recognizer, tmp_path / "out.notavideo", tmp_path / "f.csv", progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_video_bad_inputs(recognizer, tmp_path):
@@ -89,7 +97,8 @@ def test_cli_video(model_file, photo_video, tmp_path, capsys):
     out = tmp_path / "a.mp4"
     assert main(["video", str(photo_video), "--out", str(out), "--csv", str(tmp_path / "a.csv"),
                  "--model", str(model_file), "--no-progress", "--backend", "torch"]) == 0
-    assert "20 frames" in capsys.readouterr().out and out.stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "20 frames" in printed and "frames/s)" in printed and out.stat().st_size > 0
     assert main(["video", str(tmp_path / "nope.mp4"), "--csv", str(tmp_path / "b.csv")]) == 2
     assert "nope.mp4" in capsys.readouterr().err
 

@@ -52,3 +52,40 @@ def test_blank_picture_and_bad_options(yunet):
     assert yunet.detect(np.full((240, 320, 3), 128, np.uint8)) == []
     with pytest.raises(ConfigError, match="thresholds must be in"):
         create_detector("yunet", score_threshold=1.5)
+
+
+COMMANDS_WITH_A_DETECTOR = [["predict", "x.jpg"], ["video", "x.mp4"], ["webcam"], ["demo"], ["serve"],
+                            ["crop", "a", "b"], ["evaluate", "--model", "default", "--data", "d"]]
+
+
+@pytest.mark.parametrize("argv", COMMANDS_WITH_A_DETECTOR, ids=lambda argv: argv[0])
+def test_yunet_is_every_commands_default_detector(argv):
+    """One constant, measured in BENCHMARKS.md (*Face detection*), decides the default everywhere."""
+    from ferkit.cli import build_parser
+    from ferkit.faces import DEFAULT_DETECTOR
+
+    assert DEFAULT_DETECTOR == "yunet"
+    assert build_parser().parse_args(argv).detector == DEFAULT_DETECTOR
+    assert build_parser().parse_args([*argv, "--detector", "mtcnn"]).detector == "mtcnn"
+
+
+def test_yunet_is_the_default_of_the_python_api(model_file):
+    import inspect
+
+    from ferkit.faces import DEFAULT_DETECTOR, crop_dataset, detect_and_crop
+    from ferkit.predict import Recognizer
+    from ferkit.serve.engine import EngineConfig
+
+    assert create_detector().name == DEFAULT_DETECTOR
+    assert Recognizer(model=model_file, backend="torch").detector.name == DEFAULT_DETECTOR
+    assert Recognizer(model=model_file, backend="torch", detector="mtcnn").detector.name == "mtcnn"
+    assert EngineConfig().detector == DEFAULT_DETECTOR
+    for function in (detect_and_crop, crop_dataset.crop_dataset):
+        assert inspect.signature(function).parameters["detector"].default == DEFAULT_DETECTOR
+
+
+def test_min_face_size_drops_smaller_faces(photos_dir):
+    assert len(create_detector("yunet", min_face_size=100).detect(photos_dir / "angry_man.jpg")) == 1
+    assert create_detector("yunet", min_face_size=4000).detect(photos_dir / "angry_man.jpg") == []
+    with pytest.raises(ConfigError, match="min_face_size"):
+        create_detector("yunet", min_face_size=-5)

@@ -15,6 +15,9 @@ from .cli_crossval import run_crossval
 from .cli_evaluate import add_evaluate as _add_evaluate
 from .cli_evaluate import run_evaluate
 from .errors import ConfigError, FerkitError
+from .faces import DEFAULT_DETECTOR
+
+DETECTOR_HELP = f"face detector: {DEFAULT_DETECTOR} (default, fast), mtcnn or haar"
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Handler] = {}
@@ -179,7 +182,7 @@ def _add_crop(sub) -> None:
                        "gray SIZE×SIZE PNG under TARGET with the same folders, ready for `ferkit train`.")
     p.add_argument("source")
     p.add_argument("target")
-    p.add_argument("--detector", default="mtcnn", help="mtcnn (default), yunet (fast) or haar")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     p.add_argument("--size", type=int, default=48)
     _add_framing_options(p)
     p.add_argument("--skip-no-face", action="store_true", help="leave out images where no face is found")
@@ -205,12 +208,12 @@ def _crop(args: argparse.Namespace) -> int:
 def _add_recognizer_options(p) -> None:
     p.add_argument("--model", help="'default' (the bundled model, used when omitted), a .safetensors/.onnx "
                    "model file or a run directory")
-    p.add_argument("--detector", default="mtcnn", help="face detector: mtcnn (default), yunet (fast) or haar")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx", "int8"),
                    help="inference engine (auto: ONNX Runtime on the CPU, int8 where the model has an int8 "
                    "twin, as the bundled one has; onnx: fp32)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
-    p.add_argument("--min-face-size", type=int, help="smallest face to look for, in pixels (mtcnn)")
+    p.add_argument("--min-face-size", type=int, help="smallest face to keep, in pixels")
     _add_framing_options(p)
     _add_tta_option(p)
 
@@ -347,7 +350,8 @@ def _video(args: argparse.Namespace) -> int:
                            smoothing=args.smooth, every=args.every, max_frames=args.max_frames,
                            progress=False if args.no_progress else None)
     print(f"{args.input}: {result.frames} frames at {result.fps:.1f} fps, {result.faces} face detections, "
-          f"{result.tracks} tracked faces")
+          f"{result.tracks} tracked faces; processed in {result.seconds:.1f} s "
+          f"({result.processing_fps:.1f} frames/s)")
     for kind, path in (("video", args.out), ("csv", args.csv), ("plot", args.plot)):
         if path:
             print(f"wrote {kind}: {path}")

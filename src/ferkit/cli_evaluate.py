@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from .errors import ConfigError, FerkitError
+from .faces import DEFAULT_DETECTOR
 
 
 def add_evaluate(sub) -> None:
@@ -40,8 +41,8 @@ def add_evaluate(sub) -> None:
                    "detector finds in each (a photo without a face counts as wrong)")
     p.add_argument("--boxes", action="store_true", help="labelled-box CSVs: classify the labelled boxes "
                    "themselves (cropped as a detection is) instead of detecting and matching")
-    p.add_argument("--detector", default="mtcnn",
-                   help="face detector for photos: mtcnn (default), yunet or haar")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
+                   help=f"face detector for photos: {DEFAULT_DETECTOR} (default), mtcnn or haar")
     p.add_argument("--min-iou", type=float, default=0.4, help="IoU of a labelled box and a squared "
                    "detection box for them to be one face (default 0.4)")
     p.add_argument("--out", help="folder for metrics, reports and plots (default: the run directory for a "

@@ -1,7 +1,7 @@
 """Find every face in a picture and say its expression: the `Recognizer`.
 
     from ferkit import Recognizer
-    rec = Recognizer()                      # bundled model, MTCNN detector
+    rec = Recognizer()                      # bundled model, YuNet detector
     result = rec("photo.jpg")               # Results: faces, source, timing, image
     for face in result.faces:
         print(face.box, face.label, face.probs)
@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from .data.images import ImageInput, load_image
-from .faces import Detection, Detector, Framing, create_detector, crop_faces
+from .faces import DEFAULT_DETECTOR, Detection, Detector, Framing, create_detector, crop_faces
 from .faces.framing import as_framing
 from .models.classifier import FaceClassifier, resize_crops
 from .models.resolver import ModelSpec, load_classifier  # re-exported: ferkit.predict.load_classifier
@@ -29,7 +29,8 @@ class Recognizer:
 
     model: anything `ferkit.models.resolve` accepts ('default' or None for the bundled model, a .safetensors
     or .onnx file, a run directory) or a ready classifier.
-    detector: "mtcnn" (default), "haar", or a Detector instance.
+    detector: "yunet" (`ferkit.faces.DEFAULT_DETECTOR`), "mtcnn", "haar", or a Detector instance;
+    `min_face_size`: the smallest face to keep, in pixels (every detector has one).
     backend: "auto" (the fastest engine that keeps the fp32 labels: ONNX Runtime int8 with fp32 re-checks of
     near-ties where the model has an int8 twin, as the bundled one has, else ONNX Runtime fp32; PyTorch
     without ONNX Runtime), "torch", "onnx" (fp32) or "int8" (`ferkit.models.load_classifier`).
@@ -40,13 +41,13 @@ class Recognizer:
     (twice the classifier time). The model's calibration temperature, if any, is applied either way.
     """
 
-    def __init__(self, model: ModelSpec | FaceClassifier = None, detector: str | Detector = "mtcnn",
+    def __init__(self, model: ModelSpec | FaceClassifier = None, detector: str | Detector = DEFAULT_DETECTOR,
                  device: str = "cpu", backend: str = "auto", framing: Framing | str | None = None,
                  margin: float | None = None, align: bool | None = None, min_face_size: int | None = None,
                  tta: str | None = None):
         self.classifier = with_tta(load_classifier(model, device=device, backend=backend), tta)
         if isinstance(detector, str):
-            options = {"min_face_size": min_face_size} if min_face_size and detector == "mtcnn" else {}
+            options = {"min_face_size": min_face_size} if min_face_size else {}
             detector = create_detector(detector, **options)
         self.detector = detector
         self.framing = as_framing(framing, margin, align)

@@ -1,7 +1,8 @@
 """Expressions through a video: stream frames, track faces by IoU, smooth, write video + CSV + plot.
 
-Memory stays constant however long the video: frames are read, annotated and written one at a
-time, and the emotions-over-time summary is kept per second, not per frame.
+Memory stays constant however long the video: frames are read, annotated and written as they come (a
+few at most wait in the read-ahead and write-behind queues), CSV rows go straight to the file, and the
+emotions-over-time summary is kept per second, not per frame.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from . import plots
 from .atomic import atomic_temp_path, commit_temp_path
+from .background import ReadAhead, WriteBehind
 from .draw import annotate
 from .errors import ConfigError, OutputError, VideoError
 from .faces.detector import box_iou
@@ -87,6 +90,12 @@ class VideoResult:
     tracks: int
     per_second: dict[int, np.ndarray]
     class_names: list[str]
+    seconds: float = 0.0  # the frame loop's wall time: decode, detect, classify, draw, encode
+
+    @property
+    def processing_fps(self) -> float:
+        """Frames processed per second of wall time (0 if not timed)."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 class _Outputs:
@@ -152,35 +161,49 @@ def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Pa
                   csv_path: str | Path | None = None, plot_path: str | Path | None = None,
                   smoothing: float = 0.0, every: int = 1, max_frames: int | None = None,
                   progress: bool | None = None) -> VideoResult:
-    """Detect, track and classify faces in every `every`-th frame; write what was asked, atomically."""
+    """Detect, track and classify faces in every `every`-th frame; write what was asked, atomically.
+
+    Decoding runs ahead in one background thread and drawing + encoding + the CSV behind in another
+    (`ferkit.background`), so they overlap detection and classification; a few frames at most wait in
+    each queue.
+    """
     if not 0.0 <= smoothing < 1.0 or every < 1:
         raise ConfigError(f"smoothing must be in [0, 1) and every ≥ 1 (got {smoothing:g} and {every})")
-    class_names = recognizer.class_names
     tracker = FaceTracker(smoothing=smoothing)
     per_second: dict[int, np.ndarray] = {}
     count = faces_seen = 0
-    with VideoStream(str(source)) as video, _Outputs(out_path, csv_path, video.fps, class_names) as outputs:
-        total = video.frame_count
-        bar = tqdm(total=min(total, max_frames or total) if total else max_frames, unit="frame",
-                   disable=progress is False if progress is not None else None, desc=Path(str(source)).name)
-        for frame in stream(video, max_frames=max_frames):
-            analysed = frame.index % every == 0
-            if analysed:  # the other frames show the last analysed frame's faces
-                result = recognize_frame(recognizer, frame)
-                result.ids = tracker.update(frame.index, result.faces, class_names)
-                faces_seen += len(result.faces)
-                _add_to_summary(per_second, result, video.fps)
-            outputs.add(frame.image, result, analysed)
-            count += 1
-            bar.update(1)
+    start = time.perf_counter()
+    with VideoStream(str(source)) as video, \
+            _Outputs(out_path, csv_path, video.fps, recognizer.class_names) as outputs:
+        bar = _progress_bar(video, source, max_frames, progress)
+        with ReadAhead(stream(video, max_frames=max_frames)) as frames_ahead, \
+                WriteBehind(outputs.add) as writer:
+            for frame in frames_ahead:
+                analysed = frame.index % every == 0
+                if analysed:  # the other frames show the last analysed frame's faces
+                    result = recognize_frame(recognizer, frame)
+                    result.ids = tracker.update(frame.index, result.faces, recognizer.class_names)
+                    faces_seen += len(result.faces)
+                    _add_to_summary(per_second, result, video.fps)
+                writer.submit(frame.image, result, analysed)
+                count += 1
+                bar.update(1)
         bar.close()
         if count == 0:
             raise VideoError(f"{source}: video has no frames")
         outputs.commit()
-    result = VideoResult(count, video.fps, faces_seen, tracker.tracks_started, per_second, class_names)
+    result = VideoResult(count, video.fps, faces_seen, tracker.tracks_started, per_second,
+                         recognizer.class_names, time.perf_counter() - start)
     if plot_path is not None:
         plot_emotions_over_time(result, plot_path)
     return result
+
+
+def _progress_bar(video: VideoStream, source: str | Path, max_frames: int | None,
+                  progress: bool | None) -> tqdm:
+    total = video.frame_count
+    return tqdm(total=min(total, max_frames or total) if total else max_frames, unit="frame",
+                disable=progress is False if progress is not None else None, desc=Path(str(source)).name)
 
 
 def _add_to_summary(per_second: dict[int, np.ndarray], result: Results, fps: float) -> None:

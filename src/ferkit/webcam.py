@@ -1,7 +1,8 @@
 """Real-time expressions from a camera in a window, with an fps counter.
 
 OpenCV's pip wheel for servers has no GUI, so the window is Tk (in the Python standard library).
-A video file can stand in for the camera (`source=`), and `show=False` runs the same loop headless.
+A video file can stand in for the camera (`source=`), and `show=False` runs the same loop headless (the
+frames are still drawn, only not shown), so `ferkit webcam --source clip.mp4 --no-window` measures its fps.
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def run_webcam(recognizer: Recognizer, camera: int = 0, source: str | None = Non
                 fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if count else 1.0 / max(now - last, 1e-6)
                 last = now
                 count += 1
+                shown = _with_fps(result, fps)  # drawn without a window too: the loop measures the same work
                 if window is not None:
-                    window.show(_with_fps(result, fps))
+                    window.show(shown)
                     if not window.open:
                         break
     finally:

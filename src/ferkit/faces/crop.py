@@ -8,6 +8,7 @@ import numpy as np
 
 from ..data.images import ImageInput, load_image
 from ..errors import ConfigError
+from . import DEFAULT_DETECTOR
 from .detector import Box, Detection, Detector, create_detector
 from .framing import Framing, as_framing
 
@@ -61,7 +62,7 @@ def crop_faces(
 
 def detect_and_crop(
     images: Iterable[ImageInput],
-    detector: Detector | str = "mtcnn",
+    detector: Detector | str = DEFAULT_DETECTOR,
     size: int = 48,
     framing: Framing | str | None = None,
     *,

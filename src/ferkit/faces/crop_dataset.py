@@ -1,6 +1,6 @@
 """Turn a dataset of full photos into a dataset of face crops, as the original notebooks did before training.
 
-    ferkit crop photos_by_class/ faces_by_class/ --detector mtcnn --size 48
+    ferkit crop photos_by_class/ faces_by_class/ --size 48      # YuNet; --detector mtcnn for MTCNN
 
 Every image under the source keeps its relative path (split and class folders included) and becomes
 a size×size gray PNG of its largest face, framed as inference frames it (`ferkit.faces.framing`). Images
@@ -21,6 +21,7 @@ from ..atomic import write_bytes
 from ..data import IMAGE_EXTENSIONS
 from ..data.images import load_image
 from ..errors import DataError, FerkitError
+from . import DEFAULT_DETECTOR
 from .crop import detect_and_crop
 from .detector import Detector, create_detector
 from .framing import Framing
@@ -34,7 +35,8 @@ class CropStats:
     unreadable: list[str] = field(default_factory=list)
 
 
-def crop_dataset(source: str | Path, target: str | Path, detector: str | Detector = "mtcnn", size: int = 48,
+def crop_dataset(source: str | Path, target: str | Path, detector: str | Detector = DEFAULT_DETECTOR,
+                 size: int = 48,
                  framing: Framing | None = None, skip_no_face: bool = False,
                  progress: bool | None = None) -> CropStats:
     """Write the largest face of every image under `source` as a gray PNG crop under `target`.

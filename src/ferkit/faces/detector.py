@@ -11,6 +11,7 @@ import numpy as np
 
 from ..data.images import ImageInput
 from ..errors import ConfigError
+from . import DEFAULT_DETECTOR
 
 Box = tuple[float, float, float, float]
 
@@ -62,7 +63,7 @@ def list_detectors() -> list[str]:
     return list(_DETECTORS)
 
 
-def create_detector(name: str = "mtcnn", **kwargs) -> Detector:
+def create_detector(name: str = DEFAULT_DETECTOR, **kwargs) -> Detector:
     """Build the detector called `name` with its keyword options (e.g. `min_face_size=40`)."""
     key = name.lower().strip()
     if key not in _DETECTORS:

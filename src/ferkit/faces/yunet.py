@@ -28,17 +28,21 @@ def model_path() -> Path:
 
 
 class YuNetDetector(Detector):
-    """score_threshold: the least face score kept; max_side: larger pictures are scaled down to this."""
+    """score_threshold: the least face score kept; max_side: larger pictures are scaled down to this;
+    min_face_size: faces whose box is narrower or shorter than this many pixels are dropped."""
 
     name = "yunet"
 
-    def __init__(self, score_threshold: float = 0.7, nms_threshold: float = 0.3, max_side: int = 960) -> None:
+    def __init__(self, score_threshold: float = 0.7, nms_threshold: float = 0.3, max_side: int = 960,
+                 min_face_size: float = 0) -> None:
         if not 0.0 < score_threshold < 1.0 or not 0.0 < nms_threshold < 1.0 or max_side < 32:
             raise ConfigError(f"yunet: thresholds must be in (0, 1) and max_side ≥ 32, got "
                               f"{score_threshold}, {nms_threshold}, {max_side}")
+        if min_face_size < 0:
+            raise ConfigError(f"yunet: min_face_size must be ≥ 0, got {min_face_size}")
         if not hasattr(cv2, "FaceDetectorYN"):
             raise ConfigError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; use the mtcnn detector")
-        self.max_side = max_side
+        self.max_side, self.min_face_size = max_side, min_face_size
         self._net = cv2.FaceDetectorYN.create(str(model_path()), "", (320, 320), score_threshold,
                                               nms_threshold, 5000)
 
@@ -52,6 +56,7 @@ class YuNetDetector(Detector):
         _, rows = self._net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
         unscale = np.r_[np.full(14, scale), 1.0]  # coordinates back to the full picture; the score as it is
         faces = [_detection(row / unscale, w, h) for row in (rows if rows is not None else [])]
+        faces = [f for f in faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= self.min_face_size]
         return sorted(faces, key=lambda d: -d.score)
 
 

@@ -176,7 +176,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
                          None, description="face detector (default: the server's)"),
                      min_face_size: int | None = Query(None, ge=8, le=4096,
                                                        description="smallest face to look "
-                                                       "for, in pixels (mtcnn)"),
+                                                       "for, in pixels"),
                      top_k: int = Query(3, ge=1, le=100, description="how many classes to list per face in "
                                         "`top_k`")):
         start = time.perf_counter()

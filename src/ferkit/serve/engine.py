@@ -28,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..errors import ConfigError, ImageError
+from ..faces import DEFAULT_DETECTOR
 
 DETECTORS = ("mtcnn", "haar", "yunet")
 MAX_CACHED_DETECTORS = 8  # per worker: (detector, min_face_size) pairs asked for by requests
@@ -42,7 +43,7 @@ class EngineConfig:
     """What `ferkit serve` loads, and how many workers run it."""
 
     model: str | None = None
-    detector: str = "mtcnn"
+    detector: str = DEFAULT_DETECTOR
     backend: str = "auto"
     device: str = "cpu"
     min_face_size: int | None = None
@@ -82,8 +83,6 @@ class Worker:
         from ..predict import Recognizer
 
         key = (detector or self.config.detector, min_face_size or self.config.min_face_size)
-        if key[0] != "mtcnn":
-            key = (key[0], None)  # only MTCNN has a minimum face size
         if key not in self._recognizers:
             self._recognizers[key] = Recognizer(self.classifier, detector=key[0], min_face_size=key[1])
             while len(self._recognizers) > MAX_CACHED_DETECTORS:
