@@ -23,6 +23,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,8 @@ class Job:
     """One block of BENCHMARKS.md: `command` (words; PY/FERKIT/DATASETS are filled in) and its quick form.
 
     `keep="tables"` keeps only the Markdown table lines of the output (for `ferkit evaluate`, whose
-    per-dataset reports come first).
+    per-dataset reports come first); `keep="text"` shows the output as it is, in a text block.
+    `{tmp}` in a command is a fresh temporary folder, removed after the job.
     """
 
     name: str
@@ -50,9 +52,9 @@ class Job:
     minutes: float = 1.0  # rough full-run time on the development box, for --list
     env: dict[str, str] = field(default_factory=dict)
 
-    def words(self, quick: bool) -> list[str]:
+    def words(self, quick: bool, tmp: str = "TMP") -> list[str]:
         text = self.quick if quick and self.quick else self.command
-        return shlex.split(text.format(py=PY, ferkit=FERKIT, data=DATASETS))
+        return shlex.split(text.format(py=PY, ferkit=FERKIT, data=DATASETS, tmp=tmp))
 
 
 def _evaluate(data: str, extra: str = "") -> str:
@@ -61,21 +63,41 @@ def _evaluate(data: str, extra: str = "") -> str:
 
 JOBS = [
     Job("accuracy", _evaluate("{data}/fer2013", "--split test"), keep="tables", minutes=0.5),
+    Job("accuracy_ferplus", _evaluate("{data}/fer2013", "--labels ferplus-majority --split test"),
+        keep="tables", minutes=0.5),
     Job("cross_dataset",
         _evaluate("{data}/ckplus/CK+48 {data}/expw-dev {data}/photos/expw", "--split all"),
-        _evaluate("{data}/ckplus/CK+48 {data}/photos/expw", "--split all"), keep="tables", minutes=1.5),
+        _evaluate("{data}/ckplus/CK+48 {data}/photos/expw", "--split all"), keep="tables", minutes=0.5),
     Job("cross_dataset_boxes", _evaluate("{data}/expw-dev", "--boxes --split all"), keep="tables",
         minutes=0.3),
+    Job("uncalibrated", _evaluate("{data}/fer2013", "--split test --no-calibration"), keep="tables",
+        minutes=0.5),
+    Job("uncalibrated_expw", _evaluate("{data}/expw-dev", "--split all --no-calibration"),
+        _evaluate("{data}/photos/expw", "--split all --no-calibration"), keep="tables", minutes=0.3),
+    Job("tta", _evaluate("{data}/fer2013", "--split test --tta flip"), keep="tables", minutes=0.5),
+    Job("tta_expw", _evaluate("{data}/expw-dev", "--split all --tta flip"),
+        _evaluate("{data}/photos/expw", "--split all --tta flip"), keep="tables", minutes=0.3),
+    Job("ckplus_crossval",
+        "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 10 --model fast_fer --epochs 30 "
+        "--optimizer adamw --weight-decay 0.05 --label-smoothing 0.1 --warmup-epochs 2 --init default "
+        "--lr 1e-3 --no-progress --out {tmp}/crossval",
+        "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 2 --model fast_fer --epochs 1 --init default "
+        "--no-progress --out {tmp}/crossval", keep="text", minutes=10),
     Job("recognizer_speed", "{py} benchmarks/recognizer_speed.py",
-        "{py} benchmarks/recognizer_speed.py --seconds 1", minutes=1.5),
+        "{py} benchmarks/recognizer_speed.py --quick", minutes=7),
     Job("classifier_throughput", "{py} benchmarks/classifier_throughput.py",
-        "{py} benchmarks/classifier_throughput.py --models fast_fer --seconds 1", minutes=3),
+        "{py} benchmarks/classifier_throughput.py --models fast_fer --seconds 1", keep="text", minutes=3),
+    Job("train_vs_keras", "{py} benchmarks/train_vs_keras.py", "{py} benchmarks/train_vs_keras.py --quick",
+        minutes=5),
     Job("train_speed", "{py} benchmarks/train_speed.py --models fast_fer,seed_cnn",
-        "{py} benchmarks/train_speed.py --models fast_fer --steps 10", minutes=1),
-    Job("detection", "{py} benchmarks/detection_recall.py", minutes=1.5),
-    Job("data_load", "{py} benchmarks/data_load.py", minutes=0.5),
+        "{py} benchmarks/train_speed.py --models fast_fer --steps 10", keep="text", minutes=1),
+    Job("detection", "{py} benchmarks/detection_recall.py", "{py} benchmarks/detection_recall.py --quick",
+        minutes=4),
+    Job("video", "{py} benchmarks/video_speed.py --minutes 10", "{py} benchmarks/video_speed.py --quick",
+        minutes=13),
+    Job("data_load", "{py} benchmarks/data_load.py", keep="text", minutes=0.5),
     Job("serve_load", "{py} benchmarks/serve_load.py --clients 16 --seconds 60",
-        "{py} benchmarks/serve_load.py --clients 4 --seconds 10", minutes=1.5),
+        "{py} benchmarks/serve_load.py --clients 4 --seconds 10", keep="text", minutes=1.5),
 ]
 
 
@@ -88,10 +110,19 @@ def machine_block(quick: bool) -> str:
         except ImportError:
             versions.append(f"{module} missing")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    mode = "quick (small subsets; not comparable with the full tables)" if quick else "full"
-    return (f"Measured {datetime.date.today().isoformat()} by `benchmarks/run_all.py` ({mode}) on {cpu}, "
+    mode = "--quick: small subsets, not comparable with the full tables" if quick else "full runs"
+    bf16 = "with" if _cpu_has("avx512_bf16") else "without"
+    return (f"Measured {datetime.date.today().isoformat()} by `benchmarks/run_all.py` ({mode}) on {cpu} "
+            f"({bf16} AVX-512 BF16), "
             f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, {', '.join(versions)}; "
             f"load average before the first job: {load}.\n")
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        return flag in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def _cpu_model() -> str:
@@ -106,9 +137,11 @@ def _cpu_model() -> str:
 
 def run_job(job: Job, quick: bool) -> tuple[str | None, str]:
     """(the block's new text, or None on failure; a status line)."""
-    words = job.words(quick)
     start = time.perf_counter()
-    result = subprocess.run(words, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **job.env})
+    with tempfile.TemporaryDirectory(prefix="ferkit-run_all-") as tmp:
+        words = job.words(quick, tmp)
+        result = subprocess.run(words, cwd=ROOT, capture_output=True, text=True,
+                                env={**os.environ, **job.env})
     took = time.perf_counter() - start
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -116,7 +149,10 @@ def run_job(job: Job, quick: bool) -> tuple[str | None, str]:
     output = result.stdout
     if job.keep == "tables":
         output = "\n".join(line for line in output.splitlines() if line.startswith("|")) + "\n"
-    block = f"```sh\n{shlex.join(words)}\n```\n\n{output.strip()}\n"
+    elif job.keep == "text":
+        output = f"```text\n{output.strip()}\n```\n"
+    shown = shlex.join(job.words(quick)).replace("TMP/", "OUT/")
+    block = f"```sh\n{shown}\n```\n\n{output.strip()}\n"
     return block, f"{job.name}: {took:.0f} s"
 
 
