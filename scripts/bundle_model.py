@@ -37,8 +37,9 @@ def main() -> None:
         "private_test_accuracy": test["accuracy"],
         "private_test_images": test["images"],
         "private_test_recall": {c: test["per_class"][c]["recall"] for c in test["class_names"]},
+        "calibration": metrics.get("calibration"),
     }
-    info.extra = {"trained_on": "FER2013 Training (28,709 images)", "epochs_run": len(history),
+    info.extra = {"trained_on": _trained_on(config), "epochs_run": len(history),
                   "training_seconds": round(sum(h["seconds"] for h in history), 1), "config": config,
                   "command": args.command}
     PRETRAINED.mkdir(parents=True, exist_ok=True)
@@ -46,6 +47,15 @@ def main() -> None:
     write_bytes(target, best.read_bytes())
     write_json(target.with_suffix(".json"), {"format_version": 1, **info.__dict__})
     print(f"bundled {best} as {target} (PrivateTest accuracy {test['accuracy']:.4f})")
+
+
+def _trained_on(config: dict) -> str:
+    text = "FER2013 Training (28,709 images)"
+    if config.get("labels", "dataset") != "dataset":
+        text += f", targets: {config['labels']} (weight {config.get('soft_label_weight')})"
+    if config.get("init"):
+        text += f"; fine-tuned from {config['init']}"
+    return text
 
 
 if __name__ == "__main__":
