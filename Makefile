@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow lint clean
+.PHONY: venv demo test test-slow lint benchmarks benchmarks-quick clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+benchmarks: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+benchmarks-quick: $(STAMP)
+	$(PY) benchmarks/run_all.py --quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -26,6 +26,7 @@ import onnxruntime as ort
 import torch
 
 from ferkit.data import load_dataset
+from ferkit.faces import DEFAULT_DETECTOR
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import bundled_model_path, load_model
 from ferkit.models.int8 import Int8Classifier, int8_path, top_two_gap
@@ -162,7 +163,7 @@ def main() -> None:
     print(f"\nint8 re-check margin on {len(train):,} Training faces (seed 1) "
           f"and the {len(test):,} test faces:\n")
     print("\n".join(margin_table(path, train, test.images)))
-    print("\nwhole pipeline, `Recognizer()` (auto engine, MTCNN):")
+    print(f"\nwhole pipeline, `Recognizer()` (auto engine, default detector: {DEFAULT_DETECTOR}):")
     print("\n".join(pipeline_lines(Recognizer())))
     print(f"\n{load_average()} at the end")
 
