@@ -169,12 +169,12 @@ def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Pa
     """
     if not 0.0 <= smoothing < 1.0 or every < 1:
         raise ConfigError(f"smoothing must be in [0, 1) and every ≥ 1 (got {smoothing:g} and {every})")
+    class_names = recognizer.class_names
     tracker = FaceTracker(smoothing=smoothing)
     per_second: dict[int, np.ndarray] = {}
     count = faces_seen = 0
     start = time.perf_counter()
-    with VideoStream(str(source)) as video, \
-            _Outputs(out_path, csv_path, video.fps, recognizer.class_names) as outputs:
+    with VideoStream(str(source)) as video, _Outputs(out_path, csv_path, video.fps, class_names) as outputs:
         bar = _progress_bar(video, source, max_frames, progress)
         with ReadAhead(stream(video, max_frames=max_frames)) as frames_ahead, \
                 WriteBehind(outputs.add) as writer:
@@ -182,7 +182,7 @@ def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Pa
                 analysed = frame.index % every == 0
                 if analysed:  # the other frames show the last analysed frame's faces
                     result = recognize_frame(recognizer, frame)
-                    result.ids = tracker.update(frame.index, result.faces, recognizer.class_names)
+                    result.ids = tracker.update(frame.index, result.faces, class_names)
                     faces_seen += len(result.faces)
                     _add_to_summary(per_second, result, video.fps)
                 writer.submit(frame.image, result, analysed)
@@ -192,8 +192,8 @@ def process_video(source: str | Path, recognizer: Recognizer, out_path: str | Pa
         if count == 0:
             raise VideoError(f"{source}: video has no frames")
         outputs.commit()
-    result = VideoResult(count, video.fps, faces_seen, tracker.tracks_started, per_second,
-                         recognizer.class_names, time.perf_counter() - start)
+    result = VideoResult(count, video.fps, faces_seen, tracker.tracks_started, per_second, class_names,
+                         time.perf_counter() - start)
     if plot_path is not None:
         plot_emotions_over_time(result, plot_path)
     return result

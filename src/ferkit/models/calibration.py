@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
+
+from .classifier import softmax  # noqa: F401  (the one softmax; re-exported for calibrate.py)
 
 ECE_BINS = 15
 LOG_T_RANGE = (math.log(0.05), math.log(20.0))  # the search interval; real models land near 1-3
@@ -23,10 +24,6 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    return np.exp(log_softmax(logits))
 
 
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -40,6 +37,8 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
 
 def fit_temperature(logits: np.ndarray | torch.Tensor, labels: np.ndarray) -> float:
     """The T > 0 that minimises the NLL of `labels` under softmax(logits / T) (bounded search on log T)."""
+    from scipy.optimize import minimize_scalar  # only when fitting: keeps scipy out of every model load
+
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels)
     if logits.ndim != 2 or len(logits) != len(labels) or not len(labels):

@@ -67,6 +67,13 @@ def prepare_input(images: torch.Tensor, mean: float, std: float, device: torch.d
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of N×classes logits (stable; keeps a float32 input float32)."""
+    z = np.asarray(logits)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
     if crops.shape[1:3] == (size, size):
         return crops

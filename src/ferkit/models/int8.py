@@ -25,7 +25,7 @@ import numpy as np
 
 from ..atomic import write_bytes
 from ..errors import ConfigError, ModelFileError
-from .classifier import resize_crops
+from .classifier import resize_crops, softmax
 from .files import ModelInfo, load_model
 from .onnx import INT8_PROPERTY, OnnxClassifier, export_bytes, read_onnx_file, with_uint8_input
 
@@ -164,11 +164,6 @@ class Int8Classifier:
 
     def predict_proba(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return softmax(self.logits(crops, batch_size))
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 def top_two_gap(probs: np.ndarray) -> np.ndarray:

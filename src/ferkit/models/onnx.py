@@ -15,7 +15,7 @@ import torch
 
 from ..atomic import write_bytes
 from ..errors import ModelFileError
-from .classifier import resize_crops
+from .classifier import resize_crops, softmax
 from .files import ModelInfo, load_model
 
 if TYPE_CHECKING:
@@ -157,6 +157,4 @@ class OnnxClassifier:
         return ((x / 255.0 - self.info.mean) / self.info.std).astype(np.float32)
 
     def predict_proba(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        z = self.logits(crops, batch_size)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        return softmax(self.logits(crops, batch_size))

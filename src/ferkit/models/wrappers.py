@@ -11,8 +11,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from .calibration import softmax
-from .classifier import FaceClassifier
+from .classifier import FaceClassifier, softmax
 from .files import ModelInfo
 
 TTA_CHOICES = ("none", "flip")
