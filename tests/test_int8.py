@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -13,8 +14,16 @@ from ferkit.errors import ModelFileError
 from ferkit.models import load_classifier
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import bundled_model_path, load_model, save_model
-from ferkit.models.int8 import Int8Classifier, int8_path, int8_problem, top_two_gap
-from ferkit.models.onnx import OnnxClassifier, export_bytes, with_uint8_input
+from ferkit.models.int8 import (
+    MARGIN_GRID,
+    SAME_LABEL_FLOOR,
+    Int8Classifier,
+    choose_margin,
+    int8_path,
+    int8_problem,
+    top_two_gap,
+)
+from ferkit.models.onnx import INT8_PROPERTY, OnnxClassifier, export_bytes, read_onnx_file, with_uint8_input
 from ferkit.models.wrappers import backend_of
 
 
@@ -89,6 +98,8 @@ def test_export_int8_then_auto_uses_it_until_the_weights_change(own_model, fer20
     argv = ["export", "--model", str(own_model), "--int8", "--calibration", str(fer2013_small)]
     assert main(argv) == 0
     assert int8_path(own_model).is_file() and str(int8_path(own_model)) in capsys.readouterr().out
+    provenance = json.loads(read_onnx_file(int8_path(own_model))[1][INT8_PROPERTY])
+    assert "PublicTest" in provenance["margin_chosen_on"] and provenance["recheck_margin"] in MARGIN_GRID
     assert type(backend_of(load_classifier(own_model))) is Int8Classifier
     assert OnnxClassifier.load(int8_path(own_model)).precision == "int8"
     model, info = load_model(own_model)
@@ -109,3 +120,14 @@ def test_export_int8_mistakes(argv, words, ckplus_dir, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ferkit: error:") and words in err[0]
+
+
+def test_margin_is_the_smallest_that_keeps_the_floor_of_labels():
+    probs = np.tile([[0.5, 0.3, 0.2]], (1000, 1))  # top-two gap 0.2: never re-checked
+    probs[:10] = [0.41, 0.392, 0.198]  # gap 0.018, and the int8 label differs from fp32's there
+    exact = probs.argmax(1)
+    exact[:10] = 1
+    margin, kept = choose_margin(probs, exact)
+    assert margin == min(m for m in MARGIN_GRID if m > 0.018) and kept == 1.0
+    exact[-5:] = 2  # 0.5 % differ far from any tie: no margin keeps 99.6 %, the largest is taken
+    assert choose_margin(probs, exact) == (MARGIN_GRID[-1], 0.995) and SAME_LABEL_FLOOR > 0.995

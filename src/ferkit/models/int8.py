@@ -1,11 +1,12 @@
 """int8 models for ONNX Runtime: static quantisation, and a classifier that re-checks near-ties in fp32.
 
-Static QDQ quantisation (per-channel int8 weights, uint8 activations, min/max ranges calibrated on FER2013
-Training faces, never test faces) runs the bundled model about 3× faster on an AVX-512 VNNI CPU, but on its
-own it changes the label of about 1 % of faces: those whose two best classes are within a few hundredths.
-`Int8Classifier` therefore runs every face in int8 and runs again in fp32 only the faces whose top-two
-probabilities are closer than `recheck_margin` (about 3 % of faces); those get the fp32 answer exactly.
-BENCHMARKS.md ("Classifier speed") has the agreement with fp32 and the speed.
+Static QDQ quantisation (per-channel int8 weights, uint8 activations with percentile ranges calibrated on
+FER2013 Training faces, never test faces) runs the bundled model about 3× faster on an AVX-512 VNNI CPU, but
+on its own it changes the label of about 1 % of faces: those whose two best classes are within a few
+hundredths. `Int8Classifier` therefore runs every face in int8 and runs again in fp32 only the faces whose
+top-two probabilities are closer than `recheck_margin` (chosen on the validation split when the twin is made;
+about 1 % of faces); those get the fp32 answer exactly. BENCHMARKS.md ("Classifier speed") has the agreement
+with fp32 and the speed.
 
 A model's int8 twin sits beside its weights (`default.safetensors` → `default.int8.onnx`) and records the
 SHA-256 of the weights it was made from (the tensors, not the file: a new temperature or other metadata
@@ -14,7 +15,9 @@ keeps the twin valid), so a retrained model never runs with a stale twin.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import tempfile
@@ -30,8 +33,11 @@ from .files import ModelInfo, load_model
 from .onnx import INT8_PROPERTY, OnnxClassifier, export_bytes, read_onnx_file, with_uint8_input
 
 INT8_SUFFIX = ".int8.onnx"
-RECHECK_MARGIN = 0.03  # chosen on FER2013 Training faces: benchmarks/recognizer_speed.py --margins
+RECHECK_MARGIN = 0.03  # for twins that record no margin of their own
+MARGIN_GRID = tuple(round(0.0025 * i, 4) for i in range(21))  # 0 to 0.05
+SAME_LABEL_FLOOR = 0.996  # the margin keeps ≥ 99.6 % of fp32's labels on the validation split (target 99.5 %)
 CALIBRATION_FACES = 1024
+CALIBRATION_PERCENTILE = 99.99  # activation ranges clip the top 0.01 %: fewer flips than min/max
 TRAINING_USAGES = ("Training", "train")
 
 
@@ -55,27 +61,61 @@ def weights_sha256(path: Path) -> str:
 
 def calibration_crops(dataset: str | Path, faces: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
     """`faces` crops drawn (fixed seed) from the training split of `dataset`: never test faces."""
+    return sample_faces(calibration_splits(dataset)[0], faces, seed)
+
+
+def sample_faces(crops: np.ndarray, faces: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
+    pick = np.random.default_rng(seed).choice(len(crops), min(faces, len(crops)), replace=False)
+    return crops[np.sort(pick)]
+
+
+def calibration_splits(dataset: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Training crops (for the activation ranges), validation crops (for the re-check margin) and the
+    validation split's name, as training splits `dataset` (FER2013: Training, PublicTest)."""
     from ..data import load_dataset
+    from ..data.splits import make_splits
 
     data = load_dataset(dataset)
     if data.usage is None or not np.isin(data.usage, TRAINING_USAGES).any():
         raise ConfigError(f"{dataset}: calibration needs a dataset with a training split (FER2013 "
                           "Training, or a train/ folder); test faces must not tune the model")
-    train = data.where_usage(*TRAINING_USAGES).images
-    pick = np.random.default_rng(seed).choice(len(train), min(faces, len(train)), replace=False)
-    return train[np.sort(pick)]
+    splits = make_splits(data)
+    val_usages = sorted(set(splits.val.usage.tolist())) if splits.val.usage is not None else []
+    val_name = val_usages[0] if len(val_usages) == 1 else "validation split"
+    return splits.train.images, splits.val.images, val_name
+
+
+def choose_margin(fast_probs: np.ndarray, exact_labels: np.ndarray) -> tuple[float, float]:
+    """The smallest re-check margin of MARGIN_GRID that keeps SAME_LABEL_FLOOR of the fp32 labels (the
+    largest if none does), and the share kept at it."""
+    gaps, flips = top_two_gap(fast_probs), fast_probs.argmax(1) != exact_labels
+    kept = {m: 1.0 - float((flips & (gaps >= m)).mean()) for m in MARGIN_GRID}
+    margin = next((m for m in MARGIN_GRID if kept[m] >= SAME_LABEL_FLOOR), MARGIN_GRID[-1])
+    return margin, kept[margin]
 
 
 def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> bytes:
-    """Static QDQ int8 (per-channel weights, min/max activation ranges) of a float-input ferkit graph."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    """Static QDQ int8 (per-channel weights, percentile activation ranges) of a float-input ferkit graph.
+
+    Every layer, the one-channel stem too: kept in fp32 the stem itself runs 3× faster, but converting its
+    output between ONNX Runtime's fp32 and int8 memory layouts costs more than that saves (profiled).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     x = ((calibration[:, None].astype(np.float32) / 255.0 - info.mean) / info.std).astype(np.float32)
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter(x[i:i + 128] for i in range(0, len(x), 128))
+            # equal batches: the percentile calibrator cannot stack a ragged last one (its tail is dropped)
+            size = min(128, len(x))
+            self.batches = iter(x[i:i + size] for i in range(0, len(x) - size + 1, size))
 
         def get_next(self) -> dict | None:
             batch = next(self.batches, None)
@@ -86,29 +126,80 @@ def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> byt
         source, prepared, out = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         source.write_bytes(fp32_bytes)
         quant_pre_process(str(source), str(prepared))
-        quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        with contextlib.redirect_stdout(io.StringIO()):  # the percentile calibrator prints its progress
+            quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.Percentile,
+                            extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
         return out.read_bytes()
 
 
-def build_int8(weights: Path, calibration: np.ndarray, calibrated_on: str) -> bytes:
-    """The int8 twin of `weights` (.safetensors): uint8 crops in, logits out, its provenance in metadata."""
+def with_uint8_quantized_input(int8_bytes: bytes, info: ModelInfo) -> bytes:
+    """The int8 graph taking uint8 crops N×H×W straight into its first int8 layer.
+
+    The normalisation (pixel/255 − mean)/std is an affine map of the pixel, so it *is* a uint8 quantisation:
+    scale 1/(255·std), zero point 255·mean rounded (half a grey level off at most, as any rounding to
+    uint8). That replaces four operators (cast, scale, shift, quantise) by one reshape: a few per cent at
+    batch 256, more at batch 1. Graphs whose input feeds more than its quantiser get `with_uint8_input`.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load_from_string(int8_bytes)
+    graph = proto.graph
+    image = graph.input[0].name
+    readers = [n for n in graph.node if image in n.input]
+    if len(readers) != 1 or readers[0].op_type != "QuantizeLinear":
+        return with_uint8_input(int8_bytes, info)
+    quantizer = readers[0]
+    exact = {quantizer.input[1]: np.array(1.0 / (255.0 * info.std), np.float32),
+             quantizer.input[2]: np.array(round(255.0 * info.mean), np.uint8)}
+    for i, tensor in enumerate(graph.initializer):
+        if tensor.name in exact:
+            graph.initializer[i].CopyFrom(numpy_helper.from_array(exact[tensor.name], tensor.name))
+    position = list(graph.node).index(quantizer)
+    graph.node.remove(quantizer)
+    graph.initializer.append(helper.make_tensor("crops_channel_axis", TensorProto.INT64, [1], [1]))
+    graph.node.insert(position, helper.make_node("Unsqueeze", ["crops", "crops_channel_axis"],
+                                                 [quantizer.output[0]]))
+    del graph.input[0]
+    size = info.in_size
+    graph.input.insert(0, helper.make_tensor_value_info("crops", TensorProto.UINT8, ["batch", size, size]))
+    return proto.SerializeToString()
+
+
+def build_int8(weights: Path, calibration: np.ndarray, calibrated_on: str,
+               validation: np.ndarray | None = None, validated_on: str = "") -> bytes:
+    """The int8 twin of `weights` (.safetensors): uint8 crops in, logits out, its provenance in metadata.
+
+    With `validation` crops, the re-check margin is chosen on them (`choose_margin`) and recorded.
+    """
     import onnx
 
     model, info = load_model(weights)
-    quantized = with_uint8_input(quantize(export_bytes(model, info), calibration, info), info)
-    proto = onnx.load_from_string(quantized)
+    fp32 = export_bytes(model, info)
+    quantized = with_uint8_quantized_input(quantize(fp32, calibration, info), info)
     provenance = {"source_sha256": weights_sha256(weights), "calibrated_on": calibrated_on,
                   "calibration_faces": len(calibration), "recheck_margin": RECHECK_MARGIN}
+    if validation is not None and len(validation):
+        fast = OnnxClassifier(quantized, info).predict_proba(validation)
+        exact = OnnxClassifier(with_uint8_input(fp32, info), info).predict_proba(validation)
+        margin, kept = choose_margin(fast, exact.argmax(1))
+        provenance |= {"recheck_margin": margin, "same_label_at_margin": round(kept, 5),
+                       "margin_chosen_on": f"{validated_on}, {len(validation)} faces"}
+    proto = onnx.load_from_string(quantized)
     onnx.helper.set_model_props(proto, {"ferkit": json.dumps(asdict(info)),
                                         INT8_PROPERTY: json.dumps(provenance)})
     return proto.SerializeToString()
 
 
 def export_int8(weights: Path, out: Path, calibration_dataset: str | Path) -> Path:
-    """Write the int8 twin of `weights`, calibrated on the training split of `calibration_dataset`."""
-    crops = calibration_crops(calibration_dataset)
-    write_bytes(out, build_int8(weights, crops, f"{Path(calibration_dataset).name} training split"))
+    """Write the int8 twin of `weights`: activation ranges from the training split of `calibration_dataset`,
+    the re-check margin chosen on its validation split (FER2013: Training, PublicTest)."""
+    train, val, val_name = calibration_splits(calibration_dataset)
+    name = Path(calibration_dataset).name
+    twin = build_int8(weights, sample_faces(train), f"{name} training split", val, f"{name} {val_name}")
+    write_bytes(out, twin)
     return out
 
 
@@ -136,10 +227,10 @@ class Int8Classifier:
         self.rechecked = 0  # faces run again in fp32 so far
 
     @classmethod
-    def load(cls, weights: str | Path, threads: int = 0, spinning: bool = False) -> Int8Classifier:
+    def load(cls, weights: str | Path, threads: int = 0, spinning: str = "in-run") -> Int8Classifier:
         """The int8 twin of `weights` (.safetensors) with the fp32 model for re-checks.
 
-        spinning: let idle ONNX Runtime threads busy-wait for the next run (see `OnnxClassifier`).
+        spinning: when idle ONNX Runtime threads busy-wait: "in-run", "never", "always" (`OnnxClassifier`).
         """
         weights = Path(weights)
         if (problem := int8_problem(weights)) is not None:
@@ -154,16 +245,23 @@ class Int8Classifier:
         return list(self.info.class_names)
 
     def logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        crops = resize_crops(np.asarray(crops, dtype=np.uint8), self.info.in_size)
-        z = self.fast.logits(crops, batch_size)
-        near_tie = np.flatnonzero(top_two_gap(softmax(z)) < self.recheck_margin)
-        if len(near_tie):
-            z[near_tie] = self.exact.logits(crops[near_tie], batch_size)
-            self.rechecked += len(near_tie)
-        return z
+        return self._run(crops, batch_size)[0]
 
     def predict_proba(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        return softmax(self.logits(crops, batch_size))
+        return self._run(crops, batch_size)[1]
+
+    def _run(self, crops: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and probabilities, the near-ties' from fp32 (one softmax per face: at batch 1 the NumPy
+        work around the two sessions is a tenth of the time)."""
+        crops = resize_crops(np.asarray(crops, dtype=np.uint8), self.info.in_size)
+        z = self.fast.logits(crops, batch_size)
+        probs = softmax(z)
+        near_tie = np.flatnonzero(top_two_gap(probs) < self.recheck_margin)
+        if len(near_tie):
+            z[near_tie] = self.exact.logits(crops[near_tie], batch_size)
+            probs[near_tie] = softmax(z[near_tie])
+            self.rechecked += len(near_tie)
+        return z, probs
 
 
 def top_two_gap(probs: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import onnx
 
 OPSET = 17
+SPINNING = ("in-run", "never", "always")  # when idle ONNX Runtime threads busy-wait: see OnnxClassifier
 INT8_PROPERTY = "ferkit_int8"  # metadata of an int8 model: its source and calibration (`models/int8.py`)
 
 
@@ -109,15 +110,21 @@ class OnnxClassifier:
     """
 
     def __init__(self, onnx_bytes: bytes, info: ModelInfo, threads: int = 0, precision: str = "fp32",
-                 spinning: bool = False):
+                 spinning: str = "in-run"):
         import onnxruntime as ort
 
+        if spinning not in SPINNING:
+            raise ValueError(f"spinning must be one of {', '.join(SPINNING)}, not {spinning!r}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.log_severity_level = 3
-        # ORT's default lets idle threads busy-wait for the next run; ferkit's sessions share the cores with
-        # the detector, other sessions and other work, and waiting threads steal them (BENCHMARKS.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        # Idle threads busy-wait between the operators of a run (waking a sleeping thread for each of ~20
+        # operators costs a third of a batch-1 run) but go to sleep when the run ends: ferkit's sessions
+        # share the cores with the detector, the int8 re-check session and other work, and ORT's default of
+        # spinning on after the run steals them (BENCHMARKS.md, "Classifier speed").
+        spin, stop = {"in-run": ("1", "1"), "never": ("0", "0"), "always": ("1", "0")}[spinning]
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.force_spinning_stop", stop)
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -127,7 +134,7 @@ class OnnxClassifier:
         self.precision = precision
 
     @classmethod
-    def load(cls, path: str | Path, threads: int = 0, spinning: bool = False) -> OnnxClassifier:
+    def load(cls, path: str | Path, threads: int = 0, spinning: str = "in-run") -> OnnxClassifier:
         """From a .safetensors model (exported in memory) or an .onnx file written by `export_onnx`."""
         path = Path(path)
         if path.suffix == ".onnx":
@@ -144,6 +151,8 @@ class OnnxClassifier:
 
     def logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         crops = resize_crops(np.asarray(crops, dtype=np.uint8), self.info.in_size)
+        if 0 < len(crops) <= batch_size:
+            return self.session.run(None, {self.input_name: self._feed(crops)})[0]
         out = [np.zeros((0, self.info.num_classes), np.float32)]
         for start in range(0, len(crops), batch_size):
             x = self._feed(crops[start:start + batch_size])
