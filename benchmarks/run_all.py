@@ -77,6 +77,8 @@ JOBS = [
     Job("tta", _evaluate("{data}/fer2013", "--split test --tta flip"), keep="tables", minutes=0.5),
     Job("tta_expw", _evaluate("{data}/expw-dev", "--split all --tta flip"),
         _evaluate("{data}/photos/expw", "--split all --tta flip"), keep="tables", minutes=0.3),
+    Job("calibration_variants", "{py} benchmarks/calibration_variants.py",
+        "{py} benchmarks/calibration_variants.py --quick", minutes=1),
     Job("ckplus_crossval",
         "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 10 --model fast_fer --epochs 30 "
         "--optimizer adamw --weight-decay 0.05 --label-smoothing 0.1 --warmup-epochs 2 --init default "
