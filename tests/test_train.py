@@ -235,6 +235,14 @@ def test_early_stopping_stops(fer2013_small, tmp_path, monkeypatch):
     assert lines[-1] == "early stopping: no better validation accuracy for 2 epochs"
 
 
+def test_equal_accuracy_is_broken_by_the_lower_validation_loss(fer2013_small, tmp_path, monkeypatch):
+    results = iter([(1.0, 0.5), (0.8, 0.9), (0.5, 0.9), (0.6, 0.9)])  # (loss, accuracy): 100 % reached early
+    monkeypatch.setattr(Trainer, "validate", lambda trainer: next(results))
+    cfg = TrainConfig(data=str(fer2013_small), epochs=4, **QUICK)
+    summary = fit(cfg, load_splits(cfg), tmp_path / "run", progress=False, log=quiet)
+    assert summary["best_epoch"] == 3
+
+
 def test_best_model_file_matches_best_epoch(fer2013_small, tmp_path):
     cfg = TrainConfig(data=str(fer2013_small), epochs=2, **QUICK)
     summary = train_run(cfg, tmp_path / "run", progress=False, log=quiet)
