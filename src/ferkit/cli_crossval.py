@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .cli_train import add_train_options, train_config
 from .errors import FerkitError
 
 
 def add_crossval(sub) -> None:
-    from .cli import add_train_options
-
     p = sub.add_parser("crossval", help="subject-independent k-fold cross-validation (CK+), with a report",
                        description="Split the subjects into --folds folds; for each fold train on the other "
                        "folds' subjects, choose the epoch on a subject-grouped validation slice of them "
@@ -32,7 +31,6 @@ def add_crossval(sub) -> None:
 
 
 def run_crossval(args: argparse.Namespace) -> int:
-    from .cli import train_config
     from .crossval import crossval_run
     from .models import create_model
 

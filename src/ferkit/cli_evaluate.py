@@ -10,12 +10,12 @@ import argparse
 import warnings
 from pathlib import Path
 
+from .cli_predict import _add_framing_options, _add_tta_option, _framing
 from .errors import ConfigError, FerkitError
 from .faces import DEFAULT_DETECTOR
 
 
 def add_evaluate(sub) -> None:
-    from .cli import _add_framing_options, _add_tta_option
     from .data.ferplus import LABEL_MODES
 
     p = sub.add_parser("evaluate",
@@ -67,7 +67,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise FerkitError("evaluate --model needs --data PATH")
     if not 0 < args.min_iou <= 1:
         raise ConfigError(f"--min-iou must be in (0, 1], got {args.min_iou:g}")
-    from .cli import _framing
     from .evaluate_photos import format_table, write_evaluations
 
     model = args.run or args.model
