@@ -64,6 +64,20 @@ def test_cross_validate_writes_folds_and_a_pooled_summary(tmp_path):
         assert (run / "best.safetensors").is_file() and not (run / "checkpoint.pt").exists()
 
 
+def test_flip_tta_scores_the_folds_with_mirrored_faces_too(tmp_path, monkeypatch):
+    from ferkit.models import wrappers
+
+    calls = []
+    original = wrappers.FlipAveraged.predict_proba
+    monkeypatch.setattr(wrappers.FlipAveraged, "predict_proba",
+                        lambda self, crops, batch_size=256: calls.append(len(crops)) or original(self, crops))
+    data = make_grouped_faces(subjects=6)
+    summary = cross_validate(TrainConfig(**QUICK), data, tmp_path, folds=2, progress=False,
+                             log=lambda line: None, tta="flip")
+    assert summary["tta"] == "flip"
+    assert sum(calls) == sum(f["val_images"] + f["test_images"] for f in summary["per_fold"])
+
+
 def _write_folder_dataset(root, names):
     from PIL import Image
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .cli_predict import _add_tta_option
 from .cli_train import add_train_options, train_config
 from .errors import FerkitError
 
@@ -27,6 +28,7 @@ def add_crossval(sub) -> None:
     p.add_argument("--out", help="folder for the folds and the summary (default "
                    "runs/crossval-<model>-<data name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_tta_option(p)
     add_train_options(p)
 
 
@@ -40,6 +42,7 @@ def run_crossval(args: argparse.Namespace) -> int:
     create_model(cfg.model)  # an unknown name fails here, before the data is read
     default_out = Path("runs") / f"crossval-{cfg.model}-{Path(cfg.data).resolve().name}"
     out = Path(args.out) if args.out else default_out
-    crossval_run(cfg, out, args.folds, args.stratified, progress=False if args.no_progress else None)
+    crossval_run(cfg, out, args.folds, args.stratified, progress=False if args.no_progress else None,
+                 tta=args.tta)
     print(f"wrote summary.json, report.txt, plots/ and fold_*/ to {out}")
     return 0

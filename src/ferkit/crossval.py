@@ -29,6 +29,7 @@ from .evaluate import evaluate
 from .experiment import load_data
 from .models.classifier import Classifier
 from .models.resolver import resolve
+from .models.wrappers import with_tta
 from .train import CHECKPOINT, TrainingInterrupted, fit
 
 SUMMARY = "summary.json"
@@ -89,8 +90,9 @@ def _subjects(data: FaceDataset) -> int:
 
 
 def run_fold(cfg: TrainConfig, splits: Splits, fold_dir: Path, fold: int,
-             progress: bool | None, log: Callable[[str], None]) -> FoldResult:
-    """Train on splits.train (epoch chosen on splits.val), then score the best epoch on splits.test."""
+             progress: bool | None, log: Callable[[str], None], tta: str = "none") -> FoldResult:
+    """Train on splits.train (epoch chosen on splits.val), then score the best epoch on splits.val and
+    splits.test, with test-time augmentation `tta` ("none" or "flip") for both."""
     started = time.perf_counter()
     lines: list[str] = []
     try:
@@ -102,7 +104,8 @@ def run_fold(cfg: TrainConfig, splits: Splits, fold_dir: Path, fold: int,
     for line in lines:
         if line.startswith("init ") and fold == 1:  # fine-tuning's note, once
             log(line)
-    classifier = Classifier.load(resolve(fold_dir).weights(), device=cfg.device, precision="fp32")
+    best = Classifier.load(resolve(fold_dir).weights(), device=cfg.device, precision="fp32")
+    classifier = with_tta(best, tta)
     val, test = evaluate(classifier, splits.val, "val"), evaluate(classifier, splits.test, "test")
     write_json(fold_dir / "metrics.json", {"val": val.to_dict(), "test": test.to_dict()})
     (fold_dir / CHECKPOINT).unlink(missing_ok=True)  # 10 folds' optimiser states are not worth keeping
@@ -150,7 +153,7 @@ def write_summary(out_dir: Path, summary: dict) -> None:
 
 def cross_validate(cfg: TrainConfig, data: FaceDataset, out_dir: str | Path, folds: int = 10,
                    stratified: bool = False, progress: bool | None = None,
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = print, tta: str = "none") -> dict:
     """k-fold cross-validation of `cfg` on `data` into `out_dir`; returns the summary (also summary.json).
 
     The validation slice is cfg.val_fraction of all the data, taken from each fold's training side.
@@ -161,17 +164,17 @@ def cross_validate(cfg: TrainConfig, data: FaceDataset, out_dir: str | Path, fol
     started, results = time.perf_counter(), []
     for fold, (train_idx, test_idx) in enumerate(indices, 1):
         splits = fold_splits(data, train_idx, test_idx, val_share, cfg.seed + 1, stratified)
-        results.append(run_fold(cfg, splits, out_dir / f"fold_{fold:02d}", fold, progress, log))
+        results.append(run_fold(cfg, splits, out_dir / f"fold_{fold:02d}", fold, progress, log, tta))
         log(results[-1].line(folds))
     summary = {"data": cfg.data, "protocol": splits.description, **summarise(results, data.class_names),
-               "seconds": round(time.perf_counter() - started, 1), "config": asdict(cfg)}
+               "seconds": round(time.perf_counter() - started, 1), "tta": tta, "config": asdict(cfg)}
     write_summary(out_dir, summary)
     log(report_text(summary).rstrip("\n"))
     return summary
 
 
 def crossval_run(cfg: TrainConfig, out_dir: str | Path, folds: int = 10, stratified: bool = False,
-                 progress: bool | None = None, log: Callable[[str], None] = print) -> dict:
+                 progress: bool | None = None, log: Callable[[str], None] = print, tta: str = "none") -> dict:
     """Load cfg.data as training does, refuse a folder that already holds a cross-validation, run it."""
     out_dir = Path(out_dir)
     if (out_dir / SUMMARY).exists() or any(out_dir.glob("fold_*")):
@@ -180,5 +183,5 @@ def crossval_run(cfg: TrainConfig, out_dir: str | Path, folds: int = 10, stratif
     log(f"{folds}-fold cross-validation of {cfg.model} on {cfg.data}: {len(data)} images"
         + (f", {_subjects(data)} subjects" if data.groups is not None else "")
         + f"; {cfg.epochs} epoch(s) per fold" + (f", init {cfg.init}" if cfg.init else "")
-        + f"; into {out_dir}")
-    return cross_validate(cfg, data, out_dir, folds, stratified, progress, log)
+        + (f", test-time augmentation {tta}" if tta != "none" else "") + f"; into {out_dir}")
+    return cross_validate(cfg, data, out_dir, folds, stratified, progress, log, tta)
