@@ -81,7 +81,8 @@ def calibration_splits(dataset: str | Path) -> tuple[np.ndarray, np.ndarray, str
                           "Training, or a train/ folder); test faces must not tune the model")
     splits = make_splits(data)
     val_usages = sorted(set(splits.val.usage.tolist())) if splits.val.usage is not None else []
-    val_name = val_usages[0] if len(val_usages) == 1 else "validation split"
+    own_name = len(val_usages) == 1 and val_usages[0] not in TRAINING_USAGES
+    val_name = val_usages[0] if own_name else "validation slice of the training split"
     return splits.train.images, splits.val.images, val_name
 
 
