@@ -174,7 +174,9 @@ def test_webcam_live_labels(browser_factory, server, photos_dir, tmp_path):
              what="live frames")
     assert driver.execute_script("return window.ferkit.error;") is None
     assert driver.execute_script("return window.ferkit.running;") is True
-    labels = [i.get_attribute("data-label") for i in driver.find_elements("css selector", "#faces li.face")]
+    # read in one script: the live loop re-renders the list between two WebDriver calls (stale elements)
+    labels = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#faces li.face'), li => li.dataset.label);")
     assert labels == ["angry"]
     fps = driver.find_element("id", "fps").text
     assert fps.endswith(" fps") and float(fps.split()[0]) > 0, fps
