@@ -51,6 +51,7 @@ def engines(path: Path) -> dict[str, object]:
         "ORT fp32, uint8 input (`--backend onnx`)": OnnxClassifier.load(path),
         "ORT int8 alone (`default.int8.onnx` as a file)": OnnxClassifier.load(int8_path(path)),
         "ORT int8 + fp32 re-check of near-ties (`--backend int8`, auto)": Int8Classifier.load(path),
+        "ORT int8 + re-check, softmax and top two in NumPy (ferkit's twin before)": logits_only_twin(path),
         "ORT fp32, idle threads sleep even within a run (ferkit's before)":
             OnnxClassifier.load(path, spinning="never"),
         "ORT int8 + re-check, idle threads sleep even within a run (ferkit's before)":
@@ -58,6 +59,18 @@ def engines(path: Path) -> dict[str, object]:
         "ORT int8 + re-check, idle threads busy-wait after each run too (ORT's default)":
             Int8Classifier.load(path, spinning="always"),
     }
+
+
+def logits_only_twin(path: Path) -> Int8Classifier:
+    """The default engine with a twin whose graph ends at the logits, as ferkit's twins did before
+    `with_probability_outputs`: softmax and top-two search then run in NumPy on every call."""
+    import onnx
+
+    engine = Int8Classifier.load(path)
+    proto = onnx.load_from_string(int8_path(path).read_bytes())
+    del proto.graph.output[1:]
+    fast = OnnxClassifier(proto.SerializeToString(), engine.info, precision="int8")
+    return Int8Classifier(fast, engine.exact, engine.recheck_margin)
 
 
 def interleaved_rates(runs: dict[str, Callable[[], object]], items: int, seconds: float) -> dict[str, float]:

@@ -131,3 +131,18 @@ def test_margin_is_the_smallest_that_keeps_the_floor_of_labels():
     assert margin == min(m for m in MARGIN_GRID if m > 0.018) and kept == 1.0
     exact[-5:] = 2  # 0.5 % differ far from any tie: no margin keeps 99.6 %, the largest is taken
     assert choose_margin(probs, exact) == (MARGIN_GRID[-1], 0.995) and SAME_LABEL_FLOOR > 0.995
+
+
+def test_twin_outputs_probabilities_and_older_twins_still_work(test_faces, bundled_int8):
+    import onnx
+
+    fast = bundled_int8.fast
+    z, probs, top2 = fast.outputs(test_faces[:50])
+    np.testing.assert_allclose(probs, np.exp(z) / np.exp(z).sum(1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(top2, np.sort(probs, axis=1)[:, ::-1][:, :2], atol=1e-7)
+    proto = onnx.load_from_string(int8_path(bundled_model_path()).read_bytes())
+    del proto.graph.output[1:]  # a twin made before the probability outputs
+    older = Int8Classifier(OnnxClassifier(proto.SerializeToString(), fast.info), bundled_int8.exact,
+                           bundled_int8.recheck_margin)
+    faces = test_faces[:50]
+    np.testing.assert_allclose(older.predict_proba(faces), bundled_int8.predict_proba(faces), atol=1e-6)
