@@ -24,20 +24,20 @@ import torch
 from ferkit.data import load_dataset
 from ferkit.evaluate_photos import evaluate_boxes
 from ferkit.models import load_classifier
-from ferkit.models.calibration import expected_calibration_error, log_softmax
+from ferkit.models.calibration import expected_calibration_error, fit_temperature, log_softmax
 from ferkit.predict import Recognizer
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS",
                                Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
-def fit_map(logits: np.ndarray, labels: np.ndarray, bias: bool, per_class: bool):
-    """(temperatures, biases) minimising the NLL of softmax(logits / t + b), by L-BFGS."""
+def fit_map(logits: np.ndarray, labels: np.ndarray, per_class: bool):
+    """(temperatures, biases) minimising the NLL of softmax(logits / t + b), by L-BFGS: one temperature or
+    one per class, and a bias per class (the temperature alone is ferkit's own `fit_temperature`)."""
     z, y = torch.tensor(logits, dtype=torch.float64), torch.tensor(labels)
     log_t = torch.zeros(z.shape[1] if per_class else 1, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=bias)
-    optimizer = torch.optim.LBFGS([log_t, b] if bias else [log_t], max_iter=200,
-                                  line_search_fn="strong_wolfe")
+    b = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t, b], max_iter=200, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
@@ -81,9 +81,9 @@ def main() -> None:
     val, test = (np.asarray(classifier.logits(d.images), np.float64) for d in (public, private))
     expw = {m: expw_logits(classifier, m) for m in (("boxes",) if args.quick else ("boxes", "detect"))}
     maps = {"none (the network's own probabilities)": (np.ones(1), np.zeros(val.shape[1]))}
-    maps["temperature (shipped)"] = fit_map(val, public.labels, bias=False, per_class=False)
-    maps["temperature + class bias"] = fit_map(val, public.labels, bias=True, per_class=False)
-    maps["vector scaling"] = fit_map(val, public.labels, bias=True, per_class=True)
+    maps["temperature (shipped)"] = (np.array([fit_temperature(val, public.labels)]), np.zeros(val.shape[1]))
+    maps["temperature + class bias"] = fit_map(val, public.labels, per_class=False)
+    maps["vector scaling"] = fit_map(val, public.labels, per_class=True)
     print(f"fitted on {len(public):,} PublicTest faces; measured on {len(private):,} PrivateTest faces and "
           f"the {len(next(iter(expw.values()))[1]):,} faces of expw-dev\n")
     sets = ["PrivateTest", *(f"expw-dev {m}" for m in expw)]

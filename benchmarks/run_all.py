@@ -85,6 +85,9 @@ JOBS = [
         "--lr 1e-3 --no-progress --out {tmp}/crossval",
         "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 2 --model fast_fer --epochs 1 --init default "
         "--no-progress --out {tmp}/crossval", keep="text", minutes=10),
+    Job("default_engine_photos",
+        _evaluate("{data}/expw-dev {data}/photos/expw", "--split all --backend auto"),
+        _evaluate("{data}/photos/expw", "--split all --backend auto"), keep="tables", minutes=0.5),
     Job("recognizer_speed", "{py} benchmarks/recognizer_speed.py",
         "{py} benchmarks/recognizer_speed.py --quick", minutes=7),
     Job("classifier_throughput", "{py} benchmarks/classifier_throughput.py",

@@ -37,6 +37,10 @@ def test_train_then_evaluate(fer2013_small, tmp_path, capsys):
     assert main(["evaluate", "--run", str(run), "--split", "val", "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["val"]["images"] == 7 * 30
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--split", "val", "--backend", "onnx", "--no-progress"]) == 0
+    onnx_row = capsys.readouterr().out  # ONNX Runtime fp32: the same accuracy as PyTorch fp32
+    assert f"val: accuracy {metrics['val']['accuracy']:.4f}" in onnx_row
     assert main(["train", "--data", str(fer2013_small), "--out", str(run)]) == 2  # refuses to overwrite a run
     assert "--resume" in capsys.readouterr().err
 

@@ -53,6 +53,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--ferplus", metavar="DIR", help="folder of fer2013new.csv (default: the data's folder, "
                    "then ferplus/ beside it)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="torch", choices=("torch", "auto", "onnx", "int8"),
+                   help="inference engine: torch (default here: the exact fp32 numbers), or auto / onnx / "
+                   "int8 as `ferkit predict` and Recognizer() run them (auto: the int8 twin if there is one)")
     p.add_argument("--no-calibration", action="store_true", help="ignore the model's temperature: the "
                    "network's own probabilities (for NLL and ECE before calibration)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -85,11 +88,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _classifier(args: argparse.Namespace, model):
-    """The PyTorch classifier of `model`, calibrated unless --no-calibration, with --tta."""
+    """The classifier of `model` on --backend (PyTorch by default), calibrated unless --no-calibration,
+    with --tta."""
     from .models.wrappers import with_tta
     from .predict import load_classifier
 
-    return with_tta(load_classifier(model, device=args.device, backend="torch",
+    return with_tta(load_classifier(model, device=args.device, backend=args.backend,
                                     calibrated=not args.no_calibration), args.tta)
 
 

@@ -66,12 +66,8 @@ def weights_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def calibration_crops(dataset: str | Path, faces: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
-    """`faces` crops drawn (fixed seed) from the training split of `dataset`: never test faces."""
-    return sample_faces(calibration_splits(dataset)[0], faces, seed)
-
-
 def sample_faces(crops: np.ndarray, faces: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
+    """`faces` of `crops` drawn with a fixed seed, in their original order."""
     pick = np.random.default_rng(seed).choice(len(crops), min(faces, len(crops)), replace=False)
     return crops[np.sort(pick)]
 
@@ -105,8 +101,9 @@ def choose_margin(fast_probs: np.ndarray, exact_labels: np.ndarray) -> tuple[flo
 def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> bytes:
     """Static QDQ int8 (per-channel weights, percentile activation ranges) of a float-input ferkit graph.
 
-    Every layer, the one-channel stem too: kept in fp32 the stem itself runs 3× faster, but converting its
-    output between ONNX Runtime's fp32 and int8 memory layouts costs more than that saves (profiled).
+    Every layer, the one-channel stem too: kept in fp32 the stem itself runs several times faster, but
+    converting its output between ONNX Runtime's fp32 and int8 memory layouts cost more than that saved
+    (a one-off profile; BENCHMARKS.md, "Classifier speed").
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -178,7 +175,8 @@ def with_uint8_quantized_input(int8_bytes: bytes, info: ModelInfo) -> bytes:
 
 def build_int8(weights: Path, calibration: np.ndarray, calibrated_on: str,
                validation: np.ndarray | None = None, validated_on: str = "") -> bytes:
-    """The int8 twin of `weights` (.safetensors): uint8 crops in, logits out, its provenance in metadata.
+    """The int8 twin of `weights` (.safetensors): uint8 crops in; logits, probabilities and each face's two
+    best probabilities out (`with_probability_outputs`); its provenance in metadata.
 
     With `validation` crops, the re-check margin is chosen on them (`choose_margin`) and recorded.
     """
@@ -265,12 +263,11 @@ class Int8Classifier:
         each face's two best (`with_probability_outputs`); an older twin's are computed here."""
         crops = resize_crops(np.asarray(crops, dtype=np.uint8), self.info.in_size)
         outputs = self.fast.outputs(crops, batch_size)
-        if len(outputs) == 3:
+        if self.fast.gives_probs:
             z, probs, top2 = outputs
             gap = top2[:, 0] - top2[:, 1]
         else:
-            z = outputs[0]
-            probs = softmax(z)
+            z, probs = outputs[0], softmax(outputs[0])
             gap = top_two_gap(probs)
         near_tie = np.flatnonzero(gap < self.recheck_margin)
         if len(near_tie):

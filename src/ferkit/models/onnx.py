@@ -82,8 +82,9 @@ def with_uint8_input(model_bytes: bytes, info: ModelInfo) -> bytes:
 
 def with_probability_outputs(onnx_bytes: bytes, classes: int) -> bytes:
     """The graph with two more outputs after its logits: `probs` (their softmax) and `top2` (each row's two
-    largest probabilities, for the int8 re-check), so no NumPy softmax runs per call: at batch 1 that NumPy
-    work cost about a tenth of a run. `OnnxClassifier` uses them where a graph has them."""
+    largest probabilities, for the int8 re-check), so no NumPy softmax runs per call, which shows at batch 1
+    (benchmarks/recognizer_speed.py, "softmax and top two in NumPy" row). `OnnxClassifier` uses them where
+    a graph has them."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -147,7 +148,8 @@ class OnnxClassifier:
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.takes_uint8 = model_input.type == "tensor(uint8)"
-        self.gives_probs = [o.name for o in self.session.get_outputs()][1:2] == ["probs"]
+        # graphs from with_probability_outputs: logits, then probs and top2
+        self.gives_probs = [o.name for o in self.session.get_outputs()][1:] == ["probs", "top2"]
         self.info = info
         self.device = torch.device("cpu")
         self.precision = precision
