@@ -96,6 +96,8 @@ JOBS = [
         minutes=5),
     Job("train_speed", "{py} benchmarks/train_speed.py --models fast_fer,seed_cnn",
         "{py} benchmarks/train_speed.py --models fast_fer --steps 10", keep="text", minutes=1),
+    Job("epoch_cost", "{py} benchmarks/epoch_cost.py --models fast_fer,seed_cnn",
+        "{py} benchmarks/epoch_cost.py --max-per-class 100", minutes=3),
     Job("detection", "{py} benchmarks/detection_recall.py", "{py} benchmarks/detection_recall.py --quick",
         minutes=4),
     Job("video", "{py} benchmarks/video_speed.py --minutes 10", "{py} benchmarks/video_speed.py --quick",
