@@ -47,7 +47,8 @@ def one_epoch(model: str, out: Path, max_per_class: int | None) -> dict:
 
 
 def split_sizes(splits: dict) -> str:
-    return ", ".join(f"{name} {splits[name]['size']:,}" for name in ("train", "val", "test") if name in splits)
+    return ", ".join(f"{name} {splits[name]['size']:,}" for name in ("train", "val", "test")
+                     if name in splits)
 
 
 def main() -> None:

@@ -69,12 +69,13 @@ def test_round_trip_flags_file_flags(tmp_path, suffix):
                       "--low-res", "0.3", "--low-res-scale", "0.4", "--blur", "0.25", "--blur-sigma", "1.2",
                       "--noise", "0.3", "--noise-sigma", "0.03", "--brightness", "0.1", "--contrast", "0.2",
                       "--gamma", "0.25", "--jpeg", "0.3", "--jpeg-quality", "35", "--mixup", "0.2",
-                      "--cutmix", "1.0")
+                      "--cutmix", "1.0", "--add-train", "ck", "own photos")
     path = save_recipe(cfg, tmp_path / f"recipe{suffix}")
     assert load_recipe(path) == cfg
     assert config_from("--config", str(path)) == cfg
     assert config_from(*to_args(cfg)) == cfg
     assert (cfg.augment.jpeg_quality, cfg.augment.cutmix, cfg.labels) == (35, 1.0, "fer2013+ferplus-votes")
+    assert cfg.add_train == ["ck", "own photos"]
 
 
 def test_flags_override_the_recipe(tmp_path):
@@ -115,6 +116,8 @@ def test_teacher_recipe_is_the_model_card_command():
     ("- 1\n- 2\n", "a recipe is a mapping"),
     ("epochs: [1\n", "not a readable recipe"),
     ("optimizer: rmsprop\n", "unknown optimizer 'rmsprop'"),
+    ("add_train: ../ckplus\n", "option add_train must be list"),
+    ("add_train: [1, 2]\n", "option add_train must be list"),
 ])
 def test_bad_recipe_is_one_error_line(tmp_path, capsys, text, fragment):
     (tmp_path / "r.yaml").write_text(text)

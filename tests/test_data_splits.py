@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ferkit.data import group_kfold, group_split, load_dataset, stratified_split
-from ferkit.errors import ConfigError
+from ferkit.data import FaceDataset, group_kfold, group_split, load_dataset, stratified_split
+from ferkit.data.dataset import TRAINING
+from ferkit.data.splits import Splits, make_splits, with_extra_training
+from ferkit.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +50,49 @@ def test_group_kfold_is_subject_independent(ckplus):
                for a, b in zip(folds, group_kfold(ckplus.labels, ckplus.groups, 5, 0), strict=True))
     with pytest.raises(ConfigError, match="number of groups"):
         group_kfold(ckplus.labels[:10], ckplus.groups[:10], k=5)
+
+
+def _fer_like(n: int = 14, soft: bool = False) -> Splits:
+    """A FER2013-like training split (usage Training, 7 classes, optional vote distributions)."""
+    classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    labels = np.arange(n) % 7
+    votes = np.full((n, 7), 1 / 7, np.float32) if soft else None
+    data = FaceDataset(np.zeros((n, 16, 16), np.uint8), labels, classes,
+                       usage=np.array([TRAINING] * n, dtype=object), soft_labels=votes, name="fer-like")
+    return Splits(data, data.subset(slice(0, 7)), data.subset(slice(7, 14)), "fer-like split")
+
+
+def test_extra_training_adds_only_the_training_subjects_of_the_other_dataset():
+    from conftest import make_grouped_faces
+
+    ck = make_grouped_faces(subjects=20, size=16)  # CK+-like: contempt instead of neutral, subjects
+    own = make_splits(ck)
+    base = _fer_like()
+    mixed = with_extra_training(base, ck)
+    added = mixed.train.subset(slice(len(base.train), None))
+    kept = own.train.labels != ck.class_names.index("contempt")
+    assert len(added) == kept.sum()
+    assert np.array_equal(added.images, own.train.images[kept])
+    names = [base.train.class_names[i] for i in added.labels]
+    assert names == [ck.class_names[i] for i in own.train.labels[kept]]  # same class, new index
+    assert set(added.usage) == {TRAINING}
+    assert mixed.val is base.val and mixed.test is base.test
+    assert "plus the training split of grouped-faces" in mixed.description
+    assert f"dropped: contempt {(~kept).sum()}" in mixed.description
+
+
+def test_extra_training_gets_one_hot_targets_beside_soft_ones():
+    from conftest import make_grouped_faces
+
+    mixed = with_extra_training(_fer_like(soft=True), make_grouped_faces(subjects=10, size=16))
+    added = mixed.train.subset(slice(14, None))
+    assert np.array_equal(added.soft_labels.argmax(1), added.labels)
+    assert np.allclose(added.soft_labels.sum(1), 1) and added.soft_labels.max() == 1
+
+
+def test_extra_training_without_a_shared_class_is_one_error():
+    from conftest import make_grouped_faces
+
+    other = make_grouped_faces(subjects=10, classes=["contempt", "pain"], size=16)
+    with pytest.raises(DataError, match="no image of the classes trained on"):
+        with_extra_training(_fer_like(), other)

@@ -374,3 +374,26 @@ def test_splits_train_validation_folders(fer2013_small, tmp_path):
     assert len(splits.test) == 7 * 60
     assert len(splits.train) + len(splits.val) == 7 * 30
     assert np.intersect1d(splits.train.sources, splits.val.sources).size == 0
+
+
+def test_add_train_joins_the_ckplus_training_subjects_to_fer2013(fer2013_small, ckplus_dir):
+    cfg = TrainConfig(data=str(fer2013_small), add_train=[str(ckplus_dir)], max_per_class=10)
+    splits = load_splits(cfg)
+    alone = load_splits(replace(cfg, add_train=[]))
+    ck = make_splits(load_dataset(ckplus_dir))  # as `ferkit evaluate --data CK+48 --split test` splits it
+    added = splits.train.subset(slice(len(alone.train), None))
+    assert len(alone.train) == 70 and 0 < len(added) < 70  # ≤ 10 per class of CK+'s six shared classes
+    assert not set(added.sources) & set(ck.test.sources) and not set(added.sources) & set(ck.val.sources)
+    assert splits.val.sources.tolist() == alone.val.sources.tolist()  # selection stays on FER2013
+    assert splits.test.sources.tolist() == alone.test.sources.tolist()
+    assert "contempt" in splits.description and set(splits.train.usage) == {"Training"}
+
+
+def test_add_train_with_a_missing_folder_is_one_error_line(fer2013_small, tmp_path, capsys):
+    from ferkit.cli import main
+
+    code = main(["train", "--data", str(fer2013_small), "--add-train", str(tmp_path / "nowhere"),
+                 "--epochs", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "nowhere" in err[0] and err[0].startswith("ferkit: error:")
+    assert not (tmp_path / "run").exists()

@@ -156,7 +156,7 @@ def _crop_split(args: argparse.Namespace, path: str, classifier):
 
     cfg = read_config(args.run) if args.run else TrainConfig(image_size=classifier.info.in_size)
     cfg = replace(cfg, data=str(path), data_format=args.format or "auto", labels=args.labels or "dataset",
-                  ferplus=args.ferplus or "")
+                  ferplus=args.ferplus or "", add_train=[])  # the data's own split: its extras only train
     data, description = _load_part(cfg, args.split, classifier.info.in_size)
     if args.split == "all":
         return data, _labels_detail(cfg), ""

@@ -25,6 +25,11 @@ class TrainConfig:
                          "selection and accuracy on FER2013's own labels", choices=LABEL_MODES)
     ferplus: str = option("", "FER+ folder with fer2013new.csv (and fer2013_jpg_to_ferplus_row.csv for the "
                           "jpg layout); default: the data's folder, then ferplus/ beside it", metavar="DIR")
+    add_train: list[str] = option(help="more datasets whose training part joins the training data (e.g. "
+                                  "CK+48 beside FER2013): each is split as its kind is (CK+ by subject) and "
+                                  "only its training split is added; selection and report stay on --data; "
+                                  "images of classes --data lacks are dropped", metavar="DATA",
+                                  default_factory=list)
     max_per_class: int = option(0, "keep at most this many images per class and split, "
                                 "for quick runs (0 = all)")
     model: str = option("seed_cnn", "architecture (see `ferkit models`)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from .calibrate import Calibration, calibrate, split_label
 from .config import TrainConfig
 from .data import FaceDataset, load_dataset
-from .data.splits import Splits, cap_per_class, make_splits
+from .data.splits import Splits, cap_per_class, make_splits, with_extra_training
 from .errors import ConfigError
 from .evaluate import Evaluation, evaluate, write_reports
 from .models.classifier import Classifier, FaceClassifier
@@ -31,7 +31,13 @@ def load_data(cfg: TrainConfig) -> FaceDataset:
 
 
 def load_splits(cfg: TrainConfig) -> Splits:
-    return make_splits(load_data(cfg), cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    """cfg.data's honest split, with the training splits of cfg.add_train added to its training data."""
+    splits = make_splits(load_data(cfg), cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    for path in cfg.add_train:
+        extra = load_dataset(path, image_size=cfg.image_size)
+        splits = with_extra_training(splits, extra, cfg.val_fraction, cfg.test_fraction, cfg.seed,
+                                     cfg.max_per_class)
+    return splits
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:

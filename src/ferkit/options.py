@@ -70,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                                   "help": meta.get("help", "") + shown}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, list):  # a list of words (paths): one or more after the flag
+            kwargs.update(nargs="+", metavar=meta.get("metavar") or f.name.upper())
         else:
             kwargs["type"] = type(default) if isinstance(default, (int, float, str)) else float
             kwargs["choices"] = meta.get("choices")
@@ -105,6 +107,9 @@ def merge(base: dict, override: dict) -> dict:
 def _check_value(where: str, name: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         ok = isinstance(value, bool)
+    elif isinstance(default, list):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        value = list(value) if ok else value
     elif isinstance(default, (int, float)) and not isinstance(default, bool):
         pair = (isinstance(value, (list, tuple)) and len(value) == 2
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
@@ -156,6 +161,8 @@ def to_args(obj: Any) -> list[str]:
             continue
         if isinstance(default, bool):
             args.append(flag_of(f) if value else "--no-" + flag_of(f)[2:])
+        elif isinstance(default, list):
+            args += [flag_of(f), *value]
         elif isinstance(value, list):
             raise ConfigError(f"option {dotted} = {value} is a range; "
                               "flags take one number, use a recipe file")

@@ -80,3 +80,56 @@ class FaceDataset:
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.num_classes)
         return {name: int(c) for name, c in zip(self.class_names, counts)}
+
+
+def relabelled(data: FaceDataset, class_names: list[str]) -> tuple[FaceDataset, dict[str, int]]:
+    """`data` with its labels as indices into `class_names`; images of other classes dropped, counted."""
+    counts = data.class_counts()
+    dropped = {c: n for c, n in counts.items() if c not in class_names and n}
+    kept = data.subset(np.isin(data.labels, [i for i, c in enumerate(data.class_names) if c in class_names]))
+    new_index = np.array([class_names.index(c) if c in class_names else -1 for c in data.class_names])
+    soft = None
+    if kept.soft_labels is not None:
+        soft = np.zeros((len(kept), len(class_names)), np.float32)
+        for old, new in enumerate(new_index):
+            if new >= 0:
+                soft[:, new] = kept.soft_labels[:, old]
+        soft /= np.maximum(soft.sum(1, keepdims=True), 1e-12)
+    out = FaceDataset(kept.images, new_index[kept.labels].astype(np.int64), list(class_names), kept.usage,
+                      kept.groups, kept.sources, soft, kept.name, dict(kept.meta))
+    return out, dropped
+
+
+def concatenated(first: FaceDataset, second: FaceDataset) -> FaceDataset:
+    """The images of both, in `first`'s classes (`second` already relabelled to them) and name.
+
+    `second`'s rows take `first`'s usage (its training split's), and one-hot soft labels where `first` has
+    soft labels and `second` none; groups and sources are kept only when both have them."""
+    if first.class_names != second.class_names:
+        raise ValueError("relabel the second dataset to the first one's classes before concatenating")
+    if first.image_size != second.image_size:
+        raise ValueError(f"image sizes differ: {first.image_size} and {second.image_size}")
+
+    def both(a, b):
+        return None if a is None or b is None else np.concatenate([a, b]).astype(object)
+
+    usage = soft = None
+    if first.usage is not None:
+        fill = first.usage[0] if len(first) else ""
+        usage = np.concatenate([first.usage, np.full(len(second), fill, dtype=first.usage.dtype)])
+    if first.soft_labels is not None:
+        extra = (second.soft_labels if second.soft_labels is not None
+                 else np.eye(second.num_classes, dtype=np.float32)[second.labels])
+        soft = np.concatenate([first.soft_labels, extra])
+
+    return FaceDataset(
+        images=np.concatenate([first.images, second.images]),
+        labels=np.concatenate([first.labels, second.labels]),
+        class_names=list(first.class_names),
+        usage=usage,
+        groups=both(first.groups, second.groups),
+        sources=both(first.sources, second.sources),
+        soft_labels=soft,
+        name=first.name,
+        meta=dict(first.meta),
+    )

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
-from .dataset import PRIVATE_TEST, PUBLIC_TEST, TRAINING, FaceDataset
+from ..errors import ConfigError, DataError
+from .dataset import PRIVATE_TEST, PUBLIC_TEST, TRAINING, FaceDataset, concatenated, relabelled
 
 
 def _check_fraction(val_fraction: float) -> None:
@@ -140,3 +140,23 @@ def cap_per_class(data: FaceDataset, limit: int, seed: int = 0) -> FaceDataset:
         idx = np.flatnonzero((data.labels == key[0]) & (usage.astype(str) == key[1]))
         keep.append(rng.choice(idx, size=min(limit, len(idx)), replace=False))
     return data.subset(np.sort(np.concatenate(keep)))
+
+
+def with_extra_training(splits: Splits, extra: FaceDataset, val_fraction: float = 0.1,
+                        test_fraction: float = 0.2, seed: int = 0, max_per_class: int = 0) -> Splits:
+    """`splits` with the training split of another dataset added to its training data.
+
+    `extra` is split as `make_splits` splits it on its own (CK+ by subject), so its validation and test
+    images stay unseen and can still report on it; images of classes `splits` lacks are dropped. A
+    per-class cap applies after the split, which must not depend on it.
+    """
+    own = make_splits(extra, val_fraction, test_fraction, seed)
+    added, dropped = relabelled(cap_per_class(own.train, max_per_class, seed), splits.train.class_names)
+    if not len(added):
+        raise DataError(f"{extra.meta.get('root') or extra.name}: its training split has no image of the "
+                        f"classes trained on ({', '.join(splits.train.class_names)})")
+    note = f"; plus the training split of {extra.name or 'another dataset'} ({len(added)} images"
+    note += f", {own.description}"
+    if dropped:
+        note += ", dropped: " + ", ".join(f"{c} {n}" for c, n in dropped.items())
+    return Splits(concatenated(splits.train, added), splits.val, splits.test, splits.description + note + ")")
