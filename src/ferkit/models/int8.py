@@ -216,7 +216,10 @@ def int8_problem(weights: Path) -> str | None:
     twin = int8_path(weights)
     if not twin.is_file():
         return f"{weights}: no int8 model beside it ({twin.name}); make one with `ferkit export --int8`"
-    _, props = read_onnx_file(twin)
+    return _twin_problem(weights, twin, read_onnx_file(twin)[1])
+
+
+def _twin_problem(weights: Path, twin: Path, props: dict[str, str]) -> str | None:
     if INT8_PROPERTY not in props:
         return f"{twin}: not an int8 model written by `ferkit export --int8`"
     if json.loads(props[INT8_PROPERTY]).get("source_sha256") != weights_sha256(weights):
@@ -240,11 +243,14 @@ class Int8Classifier:
 
         spinning: when idle ONNX Runtime threads busy-wait: "in-run", "never", "always" (`OnnxClassifier`).
         """
-        weights = Path(weights)
-        if (problem := int8_problem(weights)) is not None:
+        weights, twin = Path(weights), int8_path(weights)
+        if not twin.is_file():
+            raise ModelFileError(int8_problem(weights))
+        proto, props = read_onnx_file(twin)  # read once: the check, the session and the margin
+        if (problem := _twin_problem(weights, twin, props)) is not None:
             raise ModelFileError(problem)
-        fast = OnnxClassifier.load(int8_path(weights), threads, spinning)
-        _, props = read_onnx_file(int8_path(weights))
+        info = ModelInfo(**json.loads(props["ferkit"]))
+        fast = OnnxClassifier(proto.SerializeToString(), info, threads, "int8", spinning)
         margin = json.loads(props[INT8_PROPERTY]).get("recheck_margin", RECHECK_MARGIN)
         return cls(fast, OnnxClassifier.load(weights, threads, spinning), margin)
 
