@@ -78,6 +78,30 @@ def test_flip_tta_scores_the_folds_with_mirrored_faces_too(tmp_path, monkeypatch
     assert sum(calls) == sum(f["val_images"] + f["test_images"] for f in summary["per_fold"])
 
 
+def test_seed_ensemble_scores_each_fold_with_the_mean_of_its_seeds(tmp_path):
+    from ferkit.models.classifier import Classifier
+    from ferkit.models.wrappers import Averaged
+
+    data = make_grouped_faces(subjects=6)
+    summary = cross_validate(TrainConfig(**QUICK), data, tmp_path, folds=2, progress=False,
+                             log=lambda line: None, seeds=2)
+    assert summary["seeds"] == 2
+    for fold in (1, 2):
+        fold_dir = tmp_path / f"fold_{fold:02d}"
+        members = [Classifier.load(fold_dir / f"seed_{k}" / "best.safetensors", precision="fp32")
+                   for k in (0, 1)]
+        seeds = [json.loads((fold_dir / f"seed_{k}" / "config.json").read_text())["seed"] for k in (0, 1)]
+        assert seeds == [0, 1]
+        test = fold_indices(data, 2, seed=0)[fold - 1][1]
+        crops = data.images[test]
+        expected = (members[0].predict_proba(crops) + members[1].predict_proba(crops)) / 2
+        assert np.allclose(Averaged(members).predict_proba(crops), expected, atol=1e-6)
+        accuracy = float((expected.argmax(1) == data.labels[test]).mean())
+        assert summary["per_fold"][fold - 1]["test_acc"] == pytest.approx(accuracy)
+    with pytest.raises(ConfigError, match="seeds"):
+        cross_validate(TrainConfig(**QUICK), data, tmp_path / "none", folds=2, seeds=0)
+
+
 def _write_folder_dataset(root, names):
     from PIL import Image
 

@@ -28,6 +28,8 @@ def add_crossval(sub) -> None:
     p.add_argument("--out", help="folder for the folds and the summary (default "
                    "runs/crossval-<model>-<data name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--seeds", type=int, default=1, help="train this many models per fold (seeds --seed, "
+                   "--seed + 1, …) and score the average of their probabilities (default 1)")
     _add_tta_option(p)
     add_train_options(p)
 
@@ -43,6 +45,6 @@ def run_crossval(args: argparse.Namespace) -> int:
     default_out = Path("runs") / f"crossval-{cfg.model}-{Path(cfg.data).resolve().name}"
     out = Path(args.out) if args.out else default_out
     crossval_run(cfg, out, args.folds, args.stratified, progress=False if args.no_progress else None,
-                 tta=args.tta)
+                 tta=args.tta, seeds=args.seeds)
     print(f"wrote summary.json, report.txt, plots/ and fold_*/ to {out}")
     return 0

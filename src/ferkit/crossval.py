@@ -4,7 +4,8 @@ other folds' subjects, its epoch chosen on a validation slice of those training 
 A cross-validation folder (`--out`) holds:
     fold_01/ … fold_K/   each fold's run as `ferkit train` writes it (config.json, splits.json, history.json,
                          best.safetensors + best.json), metrics.json (val and test) and log.txt; the
-                         checkpoint.pt is removed once the fold is scored (a fold is not resumed)
+                         checkpoint.pt is removed once the fold is scored (a fold is not resumed);
+                         with --seeds N, one such run per seed in fold_K/seed_0 … seed_N-1
     summary.json         per-fold accuracy, mean ± std, the pooled confusion matrix and per-class recall
     report.txt           the same as text
     plots/confusion_pooled.png, confusion_pooled_normalised.png
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from .evaluate import evaluate
 from .experiment import load_data
 from .models.classifier import Classifier
 from .models.resolver import resolve
-from .models.wrappers import with_tta
+from .models.wrappers import Averaged, with_tta
 from .train import CHECKPOINT, TrainingInterrupted, fit
 
 SUMMARY = "summary.json"
@@ -89,28 +90,40 @@ def _subjects(data: FaceDataset) -> int:
     return len(np.unique(data.groups)) if data.groups is not None else 0
 
 
-def run_fold(cfg: TrainConfig, splits: Splits, fold_dir: Path, fold: int,
-             progress: bool | None, log: Callable[[str], None], tta: str = "none") -> FoldResult:
-    """Train on splits.train (epoch chosen on splits.val), then score the best epoch on splits.val and
-    splits.test, with test-time augmentation `tta` ("none" or "flip") for both."""
-    started = time.perf_counter()
+def _train_member(cfg: TrainConfig, splits: Splits, member_dir: Path, fold: int,
+                  progress: bool | None, log: Callable[[str], None], first: bool) -> tuple[Classifier, dict]:
+    """One model of the fold: trained on splits.train, its epoch chosen on splits.val; the best one loaded."""
     lines: list[str] = []
     try:
-        summary = fit(cfg, splits, fold_dir, progress=progress, log=lines.append)
+        summary = fit(cfg, splits, member_dir, progress=progress, log=lines.append)
     except TrainingInterrupted:
         raise TrainingInterrupted(f"cross-validation interrupted in fold {fold}; the folds before it are "
-                                  f"in {fold_dir.parent}") from None
-    write_text(fold_dir / "log.txt", "".join(f"{line}\n" for line in lines))
+                                  f"in {member_dir.parent}") from None
+    write_text(member_dir / "log.txt", "".join(f"{line}\n" for line in lines))
     for line in lines:
-        if line.startswith("init ") and fold == 1:  # fine-tuning's note, once
+        if line.startswith("init ") and first:  # fine-tuning's note, once
             log(line)
-    best = Classifier.load(resolve(fold_dir).weights(), device=cfg.device, precision="fp32")
-    classifier = with_tta(best, tta)
+    (member_dir / CHECKPOINT).unlink(missing_ok=True)  # 10 folds' optimiser states are not worth keeping
+    return Classifier.load(resolve(member_dir).weights(), device=cfg.device, precision="fp32"), summary
+
+
+def run_fold(cfg: TrainConfig, splits: Splits, fold_dir: Path, fold: int, progress: bool | None,
+             log: Callable[[str], None], tta: str = "none", seeds: int = 1) -> FoldResult:
+    """Train on splits.train (epoch chosen on splits.val), then score the best epoch on splits.val and
+    splits.test, with test-time augmentation `tta` ("none" or "flip") for both. With `seeds` > 1, that many
+    models (seeds cfg.seed, cfg.seed + 1, …, each in fold_dir/seed_K) are trained and their probabilities
+    averaged."""
+    started = time.perf_counter()
+    if seeds == 1:
+        members = [_train_member(cfg, splits, fold_dir, fold, progress, log, fold == 1)]
+    else:
+        members = [_train_member(replace(cfg, seed=cfg.seed + k), splits, fold_dir / f"seed_{k}", fold,
+                                 progress, log, fold == 1 and k == 0) for k in range(seeds)]
+    classifier = with_tta(members[0][0] if seeds == 1 else Averaged([m for m, _ in members]), tta)
     val, test = evaluate(classifier, splits.val, "val"), evaluate(classifier, splits.test, "test")
     write_json(fold_dir / "metrics.json", {"val": val.to_dict(), "test": test.to_dict()})
-    (fold_dir / CHECKPOINT).unlink(missing_ok=True)  # 10 folds' optimiser states are not worth keeping
     return FoldResult(fold, _subjects(splits.test), len(splits.test), _subjects(splits.val), len(splits.val),
-                      len(splits.train), summary["best_epoch"], val.accuracy, test.accuracy,
+                      len(splits.train), members[0][1]["best_epoch"], val.accuracy, test.accuracy,
                       test.confusion.tolist(), round(time.perf_counter() - started, 1))
 
 
@@ -153,28 +166,33 @@ def write_summary(out_dir: Path, summary: dict) -> None:
 
 def cross_validate(cfg: TrainConfig, data: FaceDataset, out_dir: str | Path, folds: int = 10,
                    stratified: bool = False, progress: bool | None = None,
-                   log: Callable[[str], None] = print, tta: str = "none") -> dict:
+                   log: Callable[[str], None] = print, tta: str = "none", seeds: int = 1) -> dict:
     """k-fold cross-validation of `cfg` on `data` into `out_dir`; returns the summary (also summary.json).
 
-    The validation slice is cfg.val_fraction of all the data, taken from each fold's training side.
+    The validation slice is cfg.val_fraction of all the data, taken from each fold's training side. With
+    `seeds` > 1 each fold is scored by the average of that many models trained with different seeds.
     """
+    if seeds < 1:
+        raise ConfigError(f"seeds must be ≥ 1, got {seeds}")
     out_dir = Path(out_dir)
     indices = fold_indices(data, folds, cfg.seed, stratified)
     val_share = min(0.5, cfg.val_fraction * folds / (folds - 1))
     started, results = time.perf_counter(), []
     for fold, (train_idx, test_idx) in enumerate(indices, 1):
         splits = fold_splits(data, train_idx, test_idx, val_share, cfg.seed + 1, stratified)
-        results.append(run_fold(cfg, splits, out_dir / f"fold_{fold:02d}", fold, progress, log, tta))
+        results.append(run_fold(cfg, splits, out_dir / f"fold_{fold:02d}", fold, progress, log, tta, seeds))
         log(results[-1].line(folds))
     summary = {"data": cfg.data, "protocol": splits.description, **summarise(results, data.class_names),
-               "seconds": round(time.perf_counter() - started, 1), "tta": tta, "config": asdict(cfg)}
+               "seconds": round(time.perf_counter() - started, 1), "tta": tta, "seeds": seeds,
+               "config": asdict(cfg)}
     write_summary(out_dir, summary)
     log(report_text(summary).rstrip("\n"))
     return summary
 
 
 def crossval_run(cfg: TrainConfig, out_dir: str | Path, folds: int = 10, stratified: bool = False,
-                 progress: bool | None = None, log: Callable[[str], None] = print, tta: str = "none") -> dict:
+                 progress: bool | None = None, log: Callable[[str], None] = print, tta: str = "none",
+                 seeds: int = 1) -> dict:
     """Load cfg.data as training does, refuse a folder that already holds a cross-validation, run it."""
     out_dir = Path(out_dir)
     if (out_dir / SUMMARY).exists() or any(out_dir.glob("fold_*")):
@@ -183,5 +201,6 @@ def crossval_run(cfg: TrainConfig, out_dir: str | Path, folds: int = 10, stratif
     log(f"{folds}-fold cross-validation of {cfg.model} on {cfg.data}: {len(data)} images"
         + (f", {_subjects(data)} subjects" if data.groups is not None else "")
         + f"; {cfg.epochs} epoch(s) per fold" + (f", init {cfg.init}" if cfg.init else "")
-        + (f", test-time augmentation {tta}" if tta != "none" else "") + f"; into {out_dir}")
-    return cross_validate(cfg, data, out_dir, folds, stratified, progress, log, tta)
+        + (f", test-time augmentation {tta}" if tta != "none" else "")
+        + (f", an ensemble of {seeds} seeds per fold" if seeds > 1 else "") + f"; into {out_dir}")
+    return cross_validate(cfg, data, out_dir, folds, stratified, progress, log, tta, seeds)

@@ -1,4 +1,5 @@
-"""Classifiers that wrap another `FaceClassifier`: temperature scaling and flip test-time augmentation.
+"""Classifiers that wrap other `FaceClassifier`s: temperature scaling, flip test-time augmentation and
+averaging several models.
 
 They work on any backend's logits or probabilities, so `load_classifier` (and `Recognizer`) put them on top
 of whichever engine was chosen (PyTorch, ONNX Runtime, …) and the engines themselves stay unchanged.
@@ -61,6 +62,26 @@ class FlipAveraged(_Wrapper):
         mirrored = np.ascontiguousarray(crops[:, :, ::-1])
         probs = self.inner.predict_proba(np.concatenate([crops, mirrored]), batch_size)
         return (probs[:len(crops)] + probs[len(crops):]) / 2
+
+    def logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Log of the averaged probabilities: their softmax is `predict_proba`."""
+        return np.log(np.clip(self.predict_proba(crops, batch_size), 1e-12, None)).astype(np.float32)
+
+
+class Averaged(_Wrapper):
+    """An ensemble: the mean of several classifiers' probabilities (same classes, same input)."""
+
+    def __init__(self, members: list[FaceClassifier]):
+        if not members:
+            raise ValueError("an ensemble needs at least one classifier")
+        names = [list(m.class_names) for m in members]
+        if any(n != names[0] for n in names):
+            raise ValueError(f"the classifiers' classes differ: {names}")
+        super().__init__(members[0])
+        self.members = list(members)
+
+    def predict_proba(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return np.mean([m.predict_proba(crops, batch_size) for m in self.members], axis=0).astype(np.float32)
 
     def logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Log of the averaged probabilities: their softmax is `predict_proba`."""
