@@ -100,6 +100,10 @@ def test_seed_ensemble_scores_each_fold_with_the_mean_of_its_seeds(tmp_path):
         assert summary["per_fold"][fold - 1]["test_acc"] == pytest.approx(accuracy)
     with pytest.raises(ConfigError, match="seeds"):
         cross_validate(TrainConfig(**QUICK), data, tmp_path / "none", folds=2, seeds=0)
+    other = members[1]
+    other.info.class_names = list(reversed(other.info.class_names))
+    with pytest.raises(ValueError, match="classes differ"):
+        Averaged([members[0], other])
 
 
 def _write_folder_dataset(root, names):
