@@ -52,8 +52,6 @@ def engines(path: Path) -> dict[str, object]:
         "ORT int8 alone (`default.int8.onnx` as a file)": OnnxClassifier.load(int8_path(path)),
         "ORT int8 + fp32 re-check of near-ties (`--backend int8`, auto)": Int8Classifier.load(path),
         "ORT int8 + re-check, softmax and top two in NumPy (ferkit's twin before)": logits_only_twin(path),
-        "ORT int8 + re-check, stem as a one-channel stride-2 convolution (ferkit's twin before)":
-            stride2_stem_twin(path),
         "ORT fp32, idle threads sleep even within a run (ferkit's before)":
             OnnxClassifier.load(path, spinning="never"),
         "ORT int8 + re-check, idle threads sleep even within a run (ferkit's before)":
@@ -71,36 +69,6 @@ def logits_only_twin(path: Path) -> Int8Classifier:
     engine = Int8Classifier.load(path)
     proto = onnx.load_from_string(int8_path(path).read_bytes())
     del proto.graph.output[1:]
-    fast = OnnxClassifier(proto.SerializeToString(), engine.info, precision="int8")
-    return Int8Classifier(fast, engine.exact, engine.recheck_margin)
-
-
-def stride2_stem_twin(path: Path) -> Int8Classifier:
-    """The default engine with the twin's stem as it was before `with_space_to_depth_stem`: the SpaceToDepth
-    removed and the 2×2 four-phase weights folded back into the one-channel stride-2 3×3 kernel."""
-    import onnx
-    from onnx import numpy_helper
-
-    from ferkit.models.int8 import STEM_TAPS
-
-    engine = Int8Classifier.load(path)
-    proto = onnx.load_from_string(int8_path(path).read_bytes())
-    graph = proto.graph
-    s2d = next(n for n in graph.node if n.op_type == "SpaceToDepth")
-    for node in graph.node:
-        node.input[:] = [s2d.input[0] if name == s2d.output[0] else name for name in node.input]
-    graph.node.remove(s2d)
-    conv = next(n for n in graph.node if n.op_type == "Conv")
-    weight_name = next(n for n in graph.node if conv.input[1] in n.output).input[0]
-    tensor = next(t for t in graph.initializer if t.name == weight_name)
-    phased = numpy_helper.to_array(tensor)
-    kernel = np.zeros((phased.shape[0], 1, 3, 3), phased.dtype)
-    for kr, (br, pr) in STEM_TAPS.items():
-        for kc, (bc, pc) in STEM_TAPS.items():
-            kernel[:, 0, kr, kc] = phased[:, 2 * pr + pc, br, bc]
-    tensor.CopyFrom(numpy_helper.from_array(kernel, weight_name))
-    for attribute, value in (("kernel_shape", [3, 3]), ("strides", [2, 2]), ("pads", [1, 1, 1, 1])):
-        next(a for a in conv.attribute if a.name == attribute).ints[:] = value
     fast = OnnxClassifier(proto.SerializeToString(), engine.info, precision="int8")
     return Int8Classifier(fast, engine.exact, engine.recheck_margin)
 

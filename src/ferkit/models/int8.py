@@ -173,60 +173,6 @@ def with_uint8_quantized_input(int8_bytes: bytes, info: ModelInfo) -> bytes:
     return proto.SerializeToString()
 
 
-# kernel row/column of a stride-2 3×3 convolution → (block offset, phase) after a 2×2 space-to-depth with
-# one row/column of padding before: rows 2i-1, 2i, 2i+1 are phase 1 of block i-1, phases 0 and 1 of block i
-STEM_TAPS = {0: (0, 1), 1: (1, 0), 2: (1, 1)}
-
-
-def _attribute(node, name: str):
-    return next(a for a in node.attribute if a.name == name)
-
-
-def with_space_to_depth_stem(int8_bytes: bytes) -> bytes:
-    """The int8 graph with its one-channel stride-2 3×3 stem as a 2×2 convolution over four phase channels.
-
-    ONNX Runtime runs int8 convolutions of one input channel poorly; a SpaceToDepth of the crops (each 2×2
-    block of pixels becomes four channels) turns the stem into a stride-1 2×2 convolution of four channels
-    with the same weights (zeros where a tap does not exist) and the same integer sums, so the output is
-    bit for bit the same, and the stem convolution about twice as fast. Other graphs come back unchanged.
-    """
-    import onnx
-    from onnx import helper, numpy_helper
-
-    proto = onnx.load_from_string(int8_bytes)
-    graph = proto.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    image_dq = producers.get(next((n.input[0] for n in graph.node if n.op_type == "Conv"), ""))
-    conv = next((n for n in graph.node if n.op_type == "Conv"), None)
-    if conv is None or image_dq is None or image_dq.op_type != "DequantizeLinear":
-        return int8_bytes
-    weight_dq = producers.get(conv.input[1])
-    weights = {t.name: t for t in graph.initializer}
-    if weight_dq is None or weight_dq.input[0] not in weights:
-        return int8_bytes
-    w = numpy_helper.to_array(weights[weight_dq.input[0]])
-    attributes = {a.name: list(a.ints) for a in conv.attribute if a.ints}
-    sides = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[-2:]]
-    stem = (w.shape[1:] == (1, 3, 3) and attributes.get("strides") == [2, 2]
-            and attributes.get("pads") == [1, 1, 1, 1] and attributes.get("dilations", [1, 1]) == [1, 1])
-    if not stem or not all(side and side % 2 == 0 for side in sides):
-        return int8_bytes
-    phased = np.zeros((w.shape[0], 4, 2, 2), w.dtype)
-    for kr, (br, pr) in STEM_TAPS.items():
-        for kc, (bc, pc) in STEM_TAPS.items():
-            phased[:, 2 * pr + pc, br, bc] = w[:, 0, kr, kc]
-    weights[weight_dq.input[0]].CopyFrom(numpy_helper.from_array(phased, weight_dq.input[0]))
-    _attribute(conv, "kernel_shape").ints[:] = [2, 2]
-    _attribute(conv, "strides").ints[:] = [1, 1]
-    _attribute(conv, "pads").ints[:] = [1, 1, 0, 0]
-    phases = image_dq.input[0] + "_phases"
-    graph.node.insert(list(graph.node).index(image_dq),
-                      helper.make_node("SpaceToDepth", [image_dq.input[0]], [phases], blocksize=2))
-    image_dq.input[0] = phases
-    del graph.value_info[:]  # shapes inferred for the old stem
-    return proto.SerializeToString()
-
-
 def build_int8(weights: Path, calibration: np.ndarray, calibrated_on: str,
                validation: np.ndarray | None = None, validated_on: str = "") -> bytes:
     """The int8 twin of `weights` (.safetensors): uint8 crops in; logits, probabilities and each face's two
@@ -238,7 +184,7 @@ def build_int8(weights: Path, calibration: np.ndarray, calibrated_on: str,
 
     model, info = load_model(weights)
     fp32 = export_bytes(model, info)
-    quantized = with_space_to_depth_stem(with_uint8_quantized_input(quantize(fp32, calibration, info), info))
+    quantized = with_uint8_quantized_input(quantize(fp32, calibration, info), info)
     if info.num_classes >= 2:
         quantized = with_probability_outputs(quantized, info.num_classes)
     provenance = {"source_sha256": weights_sha256(weights), "calibrated_on": calibrated_on,
