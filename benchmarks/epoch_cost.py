@@ -34,12 +34,14 @@ def one_epoch(model: str, out: Path, max_per_class: int | None) -> dict:
                "--epochs", "1", "--no-progress", "--out", str(out)]
     if max_per_class:
         command += ["--max-per-class", str(max_per_class)]
+    errors = out.with_suffix(".stderr")  # a file, not a pipe: a chatty child cannot fill it and block
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(child.pid, 0)
+    with errors.open("w") as stderr:
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(child.pid, 0)  # wait4: the child's own peak memory
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"epoch_cost: error: {' '.join(command)} failed: {child.stderr.read().strip()}")
+        raise SystemExit(f"epoch_cost: error: {' '.join(command)} failed: {errors.read_text().strip()}")
     epoch = json.loads((out / "history.json").read_text())[-1]
     faces = json.loads((out / "splits.json").read_text())
     return {"model": model, "train": epoch["train_seconds"], "with_val": epoch["seconds"], "wall": wall,
