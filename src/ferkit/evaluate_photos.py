@@ -335,13 +335,8 @@ def evaluate_photo_folder(recognizer, root: str | os.PathLike, progress: bool | 
 
 def drop_unknown_classes(data: FaceDataset, class_names: list[str]) -> tuple[FaceDataset, dict[str, int]]:
     """`data` without the images of classes the model lacks, and how many of each were dropped."""
-    counts = data.class_counts()
-    dropped = {c: n for c, n in counts.items() if c not in class_names and n}
-    if not dropped:
-        return data, {}
-    known = [i for i, c in enumerate(data.class_names) if c in class_names]
-    kept = data.subset(np.isin(data.labels, known))
-    if not len(kept):
+    kept, dropped = data.only_classes(class_names)
+    if dropped and not len(kept):
         raise DataError(f"{data.meta.get('root') or data.name}: no image of the model's classes "
                         f"({', '.join(class_names)}); the data has {', '.join(dropped)}")
     return kept, dropped

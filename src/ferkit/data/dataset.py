@@ -81,12 +81,19 @@ class FaceDataset:
         counts = np.bincount(self.labels, minlength=self.num_classes)
         return {name: int(c) for name, c in zip(self.class_names, counts)}
 
+    def only_classes(self, class_names: list[str]) -> tuple[FaceDataset, dict[str, int]]:
+        """The images whose class is in `class_names` (labels unchanged), and how many of each other class
+        were dropped."""
+        dropped = {c: n for c, n in self.class_counts().items() if c not in class_names and n}
+        if not dropped:
+            return self, {}
+        known = [i for i, c in enumerate(self.class_names) if c in class_names]
+        return self.subset(np.isin(self.labels, known)), dropped
+
 
 def relabelled(data: FaceDataset, class_names: list[str]) -> tuple[FaceDataset, dict[str, int]]:
     """`data` with its labels as indices into `class_names`; images of other classes dropped, counted."""
-    counts = data.class_counts()
-    dropped = {c: n for c, n in counts.items() if c not in class_names and n}
-    kept = data.subset(np.isin(data.labels, [i for i, c in enumerate(data.class_names) if c in class_names]))
+    kept, dropped = data.only_classes(class_names)
     new_index = np.array([class_names.index(c) if c in class_names else -1 for c in data.class_names])
     soft = None
     if kept.soft_labels is not None:
