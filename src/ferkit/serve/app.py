@@ -92,7 +92,15 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
                   "Errors are JSON `{\"error\": \"...\"}` with a 4xx status.")
     app.state.engine = engine
     app.state.settings = settings
+    _add_headers(app, settings)
+    _add_error_handlers(app, settings)
+    _add_api(app, engine, settings)
+    _add_page(app)
+    return app
 
+
+def _add_headers(app: FastAPI, settings: ServeSettings) -> None:
+    """CORS for the configured origins, and security headers on every response."""
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -107,7 +115,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
-    # ------------------------------------------------------------ errors: always JSON, never a 500 for input
+
+def _add_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
+    """Errors are always JSON `{"error": ...}`, and never a 500 for a request's own mistake."""
+
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, exc: UploadError):
         return _error(exc.status, str(exc))
@@ -136,7 +147,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
     async def _bug(request: Request, exc: Exception):  # a bug, not the request's fault: still JSON
         return _error(500, f"internal error ({type(exc).__name__}); see the server's log")
 
-    # ------------------------------------------------------------ access
+
+def _key_check(settings: ServeSettings):
+    """The dependency that refuses a request without the API key (a no-op when the server has none)."""
+
     def require_key(request: Request) -> None:
         if settings.api_key is None:
             return
@@ -148,27 +162,33 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
             raise StarletteHTTPException(401, "missing or wrong API key: send the header X-API-Key: KEY",
                                          headers={"WWW-Authenticate": "Bearer"})
 
-    guarded = [Depends(require_key)]
+    return require_key
 
-    async def images_of(request: Request) -> list[tuple[str, bytes, str]]:
-        """(file name or "", bytes, form field) of every image in the body."""
-        body = await read_body(request, settings.max_upload_bytes, settings.timeout)
-        content_type = request.headers.get("content-type", "")
-        if is_multipart(content_type):
-            parts = [p for p in parse_multipart(body, content_type) if p.filename is not None or p.data]
-            if not parts:
-                raise UploadError(400, "the form holds no file: send the image in the field 'image'")
-            return [(p.filename or "", p.data, p.name) for p in parts]
-        if not body:
-            raise UploadError(400, "empty upload: send an image as multipart/form-data (field 'image') "
-                              "or as the raw request body")
-        return [("", body, "")]
 
-    def with_top_k(probs: dict[str, float], k: int) -> list[dict]:
-        ranked = sorted(probs.items(), key=lambda kv: -kv[1])[:k]
-        return [{"label": label, "prob": p} for label, p in ranked]
+async def _images_of(request: Request, settings: ServeSettings) -> list[tuple[str, bytes, str]]:
+    """(file name or "", bytes, form field) of every image in the body."""
+    body = await read_body(request, settings.max_upload_bytes, settings.timeout)
+    content_type = request.headers.get("content-type", "")
+    if is_multipart(content_type):
+        parts = [p for p in parse_multipart(body, content_type) if p.filename is not None or p.data]
+        if not parts:
+            raise UploadError(400, "the form holds no file: send the image in the field 'image'")
+        return [(p.filename or "", p.data, p.name) for p in parts]
+    if not body:
+        raise UploadError(400, "empty upload: send an image as multipart/form-data (field 'image') "
+                          "or as the raw request body")
+    return [("", body, "")]
 
-    # ------------------------------------------------------------ the API
+
+def _with_top_k(probs: dict[str, float], k: int) -> list[dict]:
+    ranked = sorted(probs.items(), key=lambda kv: -kv[1])[:k]
+    return [{"label": label, "prob": p} for label, p in ranked]
+
+
+def _add_api(app: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    """The REST API under /v1, and /healthz."""
+    guarded = [Depends(_key_check(settings))]
+
     @app.post("/v1/detect", dependencies=guarded, openapi_extra={"requestBody": _IMAGE_BODY},
               summary="Find every face in an image and classify its expression")
     async def detect(request: Request,
@@ -180,12 +200,12 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
                      top_k: int = Query(3, ge=1, le=100, description="how many classes to list per face in "
                                         "`top_k`")):
         start = time.perf_counter()
-        items = await images_of(request)
+        items = await _images_of(request, settings)
         name, data, _ = next((item for item in items if item[2] in IMAGE_FIELDS), items[0])
         received = time.perf_counter()
         out = await engine.run("detect", data, name, detector, min_face_size, timeout=settings.timeout)
         for face in out["faces"]:
-            face["top_k"] = with_top_k(face["probs"], top_k)
+            face["top_k"] = _with_top_k(face["probs"], top_k)
         out = {"model": engine.model.name, "detector": detector or engine.config.detector, **out}
         out["timing_ms"].update(receive=round((received - start) * 1000, 2),
                                 total=round((time.perf_counter() - start) * 1000, 2))
@@ -195,29 +215,20 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
               summary="Classify the expression of already-cropped faces, in a batch")
     async def classify(request: Request, top_k: int = Query(3, ge=1, le=100)):
         start = time.perf_counter()
-        items = await images_of(request)
+        items = await _images_of(request, settings)
         if len(items) > MAX_PARTS:
             raise UploadError(400, f"too many images in one batch (limit {MAX_PARTS})")
         out = await engine.run("classify", [(name, data) for name, data, _ in items],
                                timeout=settings.timeout)
         for p in out["predictions"]:
-            p["top_k"] = with_top_k(p["probs"], top_k)
+            p["top_k"] = _with_top_k(p["probs"], top_k)
         out = {"model": engine.model.name, "class_names": engine.class_names, **out}
         out["timing_ms"]["total"] = round((time.perf_counter() - start) * 1000, 2)
         return out
 
     @app.get("/v1/models", dependencies=guarded, summary="The model this server runs, and its detectors")
     async def models():
-        info = engine.classifier.info
-        return {"models": [{"name": engine.model.name, "kind": engine.model.kind,
-                            "architecture": info.model_name, "class_names": engine.class_names,
-                            "input_size": info.in_size,
-                            "backend": type(backend_of(engine.classifier)).__name__,
-                            "temperature": info.temperature, "tta": engine.config.tta or "none"}],
-                "detectors": list(DETECTORS), "default_detector": engine.config.detector,
-                "limits": {"max_upload_bytes": settings.max_upload_bytes,
-                           "max_pixels": engine.config.max_pixels,
-                           "max_batch": MAX_PARTS, "timeout_s": settings.timeout}}
+        return _models_answer(engine, settings)
 
     @app.get("/healthz", summary="Liveness: the model is loaded and the workers are up")
     async def healthz():
@@ -225,10 +236,25 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, close_engi
                 "workers": engine.config.workers, "pool": engine.config.pool, "pending": engine.pending,
                 "api_key_required": settings.api_key is not None}
 
-    # ------------------------------------------------------------ the page
+
+def _models_answer(engine: Engine, settings: ServeSettings) -> dict:
+    info = engine.classifier.info
+    return {"models": [{"name": engine.model.name, "kind": engine.model.kind,
+                        "architecture": info.model_name, "class_names": engine.class_names,
+                        "input_size": info.in_size,
+                        "backend": type(backend_of(engine.classifier)).__name__,
+                        "temperature": info.temperature, "tta": engine.config.tta or "none"}],
+            "detectors": list(DETECTORS), "default_detector": engine.config.detector,
+            "limits": {"max_upload_bytes": settings.max_upload_bytes,
+                       "max_pixels": engine.config.max_pixels,
+                       "max_batch": MAX_PARTS, "timeout_s": settings.timeout}}
+
+
+def _add_page(app: FastAPI) -> None:
+    """The web page at / and its static files."""
+
     @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
