@@ -49,7 +49,15 @@ class TemperatureScaled(_Wrapper):
         return softmax(self.logits(crops, batch_size)).astype(np.float32)
 
 
-class FlipAveraged(_Wrapper):
+class _ProbabilityMean(_Wrapper):
+    """A wrapper whose `predict_proba` is a mean of probabilities; its logits are their log."""
+
+    def logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Log of the averaged probabilities: their softmax is `predict_proba`."""
+        return np.log(np.clip(self.predict_proba(crops, batch_size), 1e-12, None)).astype(np.float32)
+
+
+class FlipAveraged(_ProbabilityMean):
     """Test-time augmentation: the mean of the probabilities of each crop and its mirror image.
 
     Costs two classifier passes per face (run as one batch of 2N crops).
@@ -63,12 +71,8 @@ class FlipAveraged(_Wrapper):
         probs = self.inner.predict_proba(np.concatenate([crops, mirrored]), batch_size)
         return (probs[:len(crops)] + probs[len(crops):]) / 2
 
-    def logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Log of the averaged probabilities: their softmax is `predict_proba`."""
-        return np.log(np.clip(self.predict_proba(crops, batch_size), 1e-12, None)).astype(np.float32)
 
-
-class Averaged(_Wrapper):
+class Averaged(_ProbabilityMean):
     """An ensemble: the mean of several classifiers' probabilities (same classes, same input)."""
 
     def __init__(self, members: list[FaceClassifier]):
@@ -82,10 +86,6 @@ class Averaged(_Wrapper):
 
     def predict_proba(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return np.mean([m.predict_proba(crops, batch_size) for m in self.members], axis=0).astype(np.float32)
-
-    def logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Log of the averaged probabilities: their softmax is `predict_proba`."""
-        return np.log(np.clip(self.predict_proba(crops, batch_size), 1e-12, None)).astype(np.float32)
 
 
 def with_temperature(classifier: FaceClassifier) -> FaceClassifier:
