@@ -159,6 +159,38 @@ def test_cli_detect_and_match_without_out_writes_nothing(expw_small, tmp_path, c
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_several_models_are_one_ensemble(fer2013_small, tmp_path, capsys):
+    """`--model A B` scores the mean of the two models' calibrated probabilities; models whose classes
+    differ are one error line."""
+    import torch
+
+    from ferkit.data import load_dataset
+    from ferkit.models import create_model
+    from ferkit.models.files import ModelInfo, save_model
+    from ferkit.models.wrappers import Averaged
+    from ferkit.predict import load_classifier
+
+    torch.manual_seed(0)
+    other = save_model(tmp_path / "other.safetensors", create_model("fast_fer").eval(),
+                       ModelInfo("fast_fer", CLASSES))
+    out = tmp_path / "out"
+    assert main(["evaluate", "--model", "default", str(other), "--data", str(fer2013_small),
+                 "--no-progress", "--out", str(out)]) == 0
+    assert f"default + {other}" in capsys.readouterr().out
+    test = load_dataset(fer2013_small).where_usage("PrivateTest")
+    members = [load_classifier(m, device="cpu", backend="torch") for m in ("default", other)]
+    expected = (Averaged(members).predict_proba(test.images).argmax(1) == test.labels).mean()
+    metrics = json.loads((out / "metrics.json").read_text())  # one dataset: its files in --out itself
+    assert metrics["test"]["accuracy"] == pytest.approx(expected)
+
+    five = save_model(tmp_path / "five.safetensors", create_model("fast_fer", num_classes=5).eval(),
+                      ModelInfo("fast_fer", CLASSES[:5]))
+    assert main(["evaluate", "--model", "default", str(five), "--data", str(fer2013_small),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ferkit: error: --model: the classifiers' classes differ")
+
+
 def _bad_rows(expw_small: Path) -> dict[str, tuple[list[list], list[str], str]]:
     with open(expw_small / "annotations.csv", newline="") as handle:
         good = [[r[k] for k in HEADER] for r in csv.DictReader(handle)][:3]

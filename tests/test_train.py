@@ -321,6 +321,43 @@ def test_teacher_must_match_the_classes_and_size(fer2013_small, tmp_path):
     assert "distilling from default" in lines[0]
 
 
+def test_several_teachers_teach_as_an_ensemble(model_file, tmp_path):
+    """The ensemble's logits are the log of its members' mean probabilities (each member's inputs mapped
+    to its own normalisation); one teacher keeps its own logits."""
+    from ferkit.models import create_model
+    from ferkit.train import Teacher
+
+    torch.manual_seed(1)
+    other = save_model(tmp_path / "other.safetensors", create_model("seed_cnn", num_classes=7).eval(),
+                       ModelInfo("seed_cnn", list(CLASSES), mean=0.4, std=0.3))
+    x = torch.randn(5, 1, 48, 48)
+    cpu = torch.device("cpu")
+    one, two = (Teacher(p, list(CLASSES), 48, 0.5, 0.25, cpu) for p in (model_file, other))
+    both = Teacher([str(model_file), str(other)], list(CLASSES), 48, 0.5, 0.25, cpu)
+    assert torch.equal(Teacher([model_file], list(CLASSES), 48, 0.5, 0.25, cpu).logits(x), one.logits(x))
+    mean = (torch.softmax(one.logits(x), 1) + torch.softmax(two.logits(x), 1)) / 2
+    assert torch.allclose(torch.softmax(both.logits(x), 1), mean, atol=1e-6)
+    assert not torch.allclose(mean, torch.softmax(one.logits(x), 1), atol=1e-3)
+
+
+def test_teacher_is_a_list_from_flags_recipes_and_old_runs(tmp_path):
+    """`--teacher A B` names an ensemble; a recipe's or an older run's single path is a list of one."""
+    from ferkit.config import load_recipe
+
+    assert TrainConfig.from_dict({"teacher": "runs/a"}).teacher == ["runs/a"]
+    assert TrainConfig.from_dict({"teacher": ""}).teacher == []
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("teacher: runs/a\n")
+    assert load_recipe(recipe).teacher == ["runs/a"]
+    recipe.write_text("teacher: [runs/a, runs/b]\n")
+    assert load_recipe(recipe).teacher == ["runs/a", "runs/b"]
+    recipe.write_text("teacher: 3\n")
+    with pytest.raises(ConfigError, match="teacher"):
+        load_recipe(recipe)
+    recipe.write_text("add_train: ../ckplus\n")
+    assert load_recipe(recipe).add_train == ["../ckplus"]
+
+
 def test_cosine_schedule_with_warmup_and_extension_phase():
     cfg = TrainConfig(lr=1e-3, warmup_epochs=2, min_lr=1e-5)
     phase = {"start": 0, "end": 10, "lr": 1e-3}

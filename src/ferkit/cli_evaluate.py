@@ -29,8 +29,9 @@ def add_evaluate(sub) -> None:
                        "each. Several --data give one table.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="run directory written by `ferkit train`")
-    source.add_argument("--model", help="'default' (the bundled model), a .safetensors/.onnx model file or a "
-                        "run directory")
+    source.add_argument("--model", nargs="+", help="'default' (the bundled model), a .safetensors/.onnx "
+                        "model file or a run directory; several models are scored as one ensemble (the mean "
+                        "of their calibrated probabilities)")
     p.add_argument("--data", nargs="+", action="extend", metavar="PATH",
                    help="dataset(s); may be repeated (default with --run: the one the run was trained on)")
     p.add_argument("--format", default=None, help="crop dataset layout (default: the run's, or detect)")
@@ -72,8 +73,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-iou must be in (0, 1], got {args.min_iou:g}")
     from .evaluate_photos import format_table, write_evaluations
 
-    model = args.run or args.model
-    classifier = _classifier(args, Path(args.run) if args.run else args.model)
+    model = args.run or " + ".join(args.model)
+    classifier = _classifier(args, [Path(args.run)] if args.run else args.model)
     recognizer = _LazyRecognizer(classifier, args.detector, _framing(args))
     _warn_unused_photo_flags(args)
     plans = [_plan_evaluation(args, path, classifier, recognizer) for path in args.data]  # all inputs checked
@@ -87,14 +88,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classifier(args: argparse.Namespace, model):
-    """The classifier of `model` on --backend (PyTorch by default), calibrated unless --no-calibration,
-    with --tta."""
-    from .models.wrappers import with_tta
+def _classifier(args: argparse.Namespace, models: list):
+    """The classifier of `models` (several: their ensemble) on --backend (PyTorch by default), each calibrated
+    unless --no-calibration, with --tta."""
+    from .models.wrappers import Averaged, with_tta
     from .predict import load_classifier
 
-    return with_tta(load_classifier(model, device=args.device, backend=args.backend,
-                                    calibrated=not args.no_calibration), args.tta)
+    members = [load_classifier(model, device=args.device, backend=args.backend,
+                               calibrated=not args.no_calibration) for model in models]
+    try:
+        classifier = members[0] if len(members) == 1 else Averaged(members)
+    except ValueError as exc:  # the members' classes differ
+        raise ConfigError(f"--model: {exc}") from None
+    return with_tta(classifier, args.tta)
 
 
 def _warn_unused_photo_flags(args: argparse.Namespace) -> None:
@@ -198,7 +204,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     from .experiment import read_config
 
     cfg = read_config(args.run)
-    classifier = _classifier(args, Path(args.run))
+    classifier = _classifier(args, [Path(args.run)])
     if args.format:
         cfg = replace(cfg, data_format=args.format)
     if args.labels or args.ferplus:

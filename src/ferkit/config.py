@@ -65,13 +65,17 @@ class TrainConfig:
     threads: int = option(0, "CPU threads (0 = all cores)")
     ema_decay: float = option(0.0, "validate and save an exponential moving average of the weights "
                               "(e.g. 0.999; 0 = off)", flag="--ema", metavar="DECAY")
-    teacher: str = option("", "knowledge distillation: a trained model (.safetensors, run directory or "
-                          "'default') whose predictions are a second target", metavar="MODEL")
+    teacher: list[str] = option(help="knowledge distillation: a trained model (.safetensors, run directory "
+                                "or 'default') whose predictions are a second target; several models "
+                                "teach as an ensemble (the mean of their probabilities)", metavar="MODEL",
+                                default_factory=list)
     distill_weight: float = option(0.5, "loss = (1 - w) · cross-entropy + w · T² · KL(teacher ‖ model)")
     distill_temperature: float = option(1.0, "softmax temperature T of the distillation term")
     augment: AugmentConfig = option(help="augmentation", default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.teacher, str):  # one model, as recipes and runs before ensembles wrote it
+            self.teacher = [self.teacher] if self.teacher else []
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
         for name, allowed in (("optimizer", ("adam", "adamw", "sgd")),

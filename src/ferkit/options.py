@@ -108,6 +108,8 @@ def _check_value(where: str, name: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, list):
+        if isinstance(value, str):  # one word alone is a list of one
+            value = [value] if value else []
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
         value = list(value) if ok else value
     elif isinstance(default, (int, float)) and not isinstance(default, bool):

@@ -54,30 +54,42 @@ class TrainingInterrupted(FerkitError):
 
 
 class Teacher:
-    """A trained model whose softened predictions on the same augmented batch are a second target."""
+    """Trained models whose softened predictions on the same augmented batch are a second target; several
+    models teach as an ensemble, the mean of their probabilities (its logits: their log)."""
 
-    def __init__(self, path: str | Path, class_names: list[str], image_size: int, mean: float, std: float,
-                 device: torch.device) -> None:
-        try:
-            model, info = load_model(resolve(path).weights(), device=device)
-        except ModelFileError as exc:
-            raise ConfigError(f"teacher: {exc}") from None
-        if list(info.class_names) != list(class_names) or info.in_size != image_size or info.in_channels != 1:
-            raise ConfigError(f"{path}: the teacher predicts {info.class_names} from {info.in_size}px, "
-                              f"but the data has {list(class_names)} at {image_size}px; "
-                              "a teacher must match both")
-        self.model = model.eval()
-        if device.type == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        # the model's inputs are (pixels - mean) / std; the teacher may have been trained with
-        # other statistics
-        self.scale, self.shift = std / info.std, (mean - info.mean) / info.std
+    def __init__(self, paths: str | Path | list[str | Path], class_names: list[str], image_size: int,
+                 mean: float, std: float, device: torch.device) -> None:
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        self.members = [_teacher_member(p, class_names, image_size, mean, std, device) for p in paths]
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x * self.scale + self.shift).float()
+        if len(self.members) == 1:
+            model, scale, shift = self.members[0]
+            return model(x * scale + shift).float()
+        probs = torch.stack([torch.softmax(model(x * scale + shift).float(), 1)
+                             for model, scale, shift in self.members]).mean(0)
+        return probs.clamp_min(1e-12).log()
+
+
+def _teacher_member(path: str | Path, class_names: list[str], image_size: int, mean: float, std: float,
+                    device: torch.device) -> tuple[torch.nn.Module, float, float]:
+    """One teacher model, frozen, with the scale and shift that map the student's inputs to its own."""
+    try:
+        model, info = load_model(resolve(path).weights(), device=device)
+    except ModelFileError as exc:
+        raise ConfigError(f"teacher: {exc}") from None
+    if list(info.class_names) != list(class_names) or info.in_size != image_size or info.in_channels != 1:
+        raise ConfigError(f"{path}: the teacher predicts {info.class_names} from {info.in_size}px, "
+                          f"but the data has {list(class_names)} at {image_size}px; "
+                          "a teacher must match both")
+    model = model.eval()
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    # the student's inputs are (pixels - mean) / std; the teacher may have been trained with other statistics
+    return model, std / info.std, (mean - info.mean) / info.std
 
 
 def fit(
@@ -173,7 +185,7 @@ def _banner(trainer: Trainer, splits: Splits, distilling: bool) -> str:
             + (f" × {trainer.world_size} processes (global batch {cfg.batch_size * trainer.world_size})"
                if trainer.world_size > 1 else "")
             + (f"; EMA {cfg.ema_decay:g}" if cfg.ema_decay else "")
-            + (f"; distilling from {cfg.teacher} (weight {cfg.distill_weight:g}, "
+            + (f"; distilling from {' + '.join(cfg.teacher)} (weight {cfg.distill_weight:g}, "
                f"T {cfg.distill_temperature:g})" if distilling else ""))
 
 
