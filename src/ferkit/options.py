@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         target = (parser if not section
                   else groups.setdefault(section, parser.add_argument_group(titles[section])))
         meta = f.metadata
-        shown = f" (default: {default})" if default not in ("", None) else ""
+        shown = f" (default: {default})" if default not in ("", None, []) else ""
         kwargs: dict[str, Any] = {"dest": dotted, "default": argparse.SUPPRESS,
                                   "help": meta.get("help", "") + shown}
         if isinstance(default, bool):
