@@ -1,0 +1,48 @@
+"""benchmarks/failure_modes.py: the head pose it reads from five landmarks."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FRONTAL = np.array([[30.0, 40.0], [70.0, 40.0], [50.0, 60.0], [35.0, 80.0], [65.0, 80.0]])
+
+
+@pytest.fixture(scope="module")
+def failure_modes():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("failure_modes", ROOT / "benchmarks" / "failure_modes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["failure_modes"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def rotated(points: np.ndarray, degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    return points @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) + 7.0
+
+
+def test_a_frontal_face_has_no_turn_and_no_tilt(failure_modes):
+    turn, tilt = failure_modes.pose(FRONTAL)
+    assert turn == pytest.approx(0.0, abs=1e-9) and tilt == pytest.approx(0.0, abs=1e-9)
+
+
+def test_turn_is_the_nose_offset_in_eye_to_mouth_heights_whatever_the_tilt_and_scale(failure_modes):
+    turned = FRONTAL.copy()
+    turned[2, 0] += 16.0  # nose moved a 40-px eye-to-mouth height × 0.4 towards the picture's right
+    for degrees in (0.0, 25.0, -40.0):
+        turn, tilt = failure_modes.pose(rotated(turned * 1.7, degrees))
+        assert turn == pytest.approx(0.4) and tilt == pytest.approx(degrees)
+
+
+def test_buckets_cover_each_value_once(failure_modes):
+    values = np.array([0.0, 0.05, 0.1, 0.34, 0.35, 3.0])
+    rows = failure_modes.bucket_rows(values, failure_modes.TURN_BINS, "")
+    assert [name for name, _ in rows] == ["0–0.1", "0.1–0.2", "0.2–0.35", "≥ 0.35"]
+    assert np.array_equal(np.sum([mask for _, mask in rows], axis=0), np.ones(len(values)))
