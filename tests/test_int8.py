@@ -51,6 +51,11 @@ def test_bundled_model_ships_a_current_int8_twin():
     assert int8_problem(bundled_model_path()) is None
 
 
+def test_load_takes_a_path_given_as_a_string(test_faces, bundled_int8):
+    loaded = Int8Classifier.load(str(bundled_model_path()))
+    assert np.array_equal(loaded.logits(test_faces[:8]), bundled_int8.logits(test_faces[:8]))
+
+
 @pytest.mark.parametrize("backend, engine", [("auto", Int8Classifier), ("int8", Int8Classifier),
                                              ("onnx", OnnxClassifier), ("torch", Classifier)])
 def test_backend_choice_for_the_bundled_model(backend, engine):

@@ -243,7 +243,8 @@ class Int8Classifier:
 
         spinning: when idle ONNX Runtime threads busy-wait: "in-run", "never", "always" (`OnnxClassifier`).
         """
-        weights, twin = Path(weights), int8_path(weights)
+        weights = Path(weights)
+        twin = int8_path(weights)
         if not twin.is_file():
             raise ModelFileError(int8_problem(weights))
         proto, props = read_onnx_file(twin)  # read once: the check, the session and the margin
