@@ -51,7 +51,9 @@ def test_bundled_model_ships_a_current_int8_twin():
     assert int8_problem(bundled_model_path()) is None
 
 
-def test_load_takes_a_path_given_as_a_string(test_faces, bundled_int8):
+def test_paths_may_be_given_as_strings(test_faces, bundled_int8):
+    assert int8_problem(str(bundled_model_path())) is None
+    assert int8_path(str(bundled_model_path())) == int8_path(bundled_model_path())
     loaded = Int8Classifier.load(str(bundled_model_path()))
     assert np.array_equal(loaded.logits(test_faces[:8]), bundled_int8.logits(test_faces[:8]))
 

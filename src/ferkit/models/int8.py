@@ -48,8 +48,9 @@ CALIBRATION_PERCENTILE = 99.99  # activation ranges clip the top 0.01 %: fewer f
 TRAINING_USAGES = ("Training", "train")
 
 
-def int8_path(weights: Path) -> Path:
+def int8_path(weights: str | Path) -> Path:
     """Where the int8 twin of a .safetensors model lives: beside it, `<stem>.int8.onnx`."""
+    weights = Path(weights)
     return weights.with_name(weights.stem + INT8_SUFFIX)
 
 
@@ -211,8 +212,9 @@ def export_int8(weights: Path, out: Path, calibration_dataset: str | Path) -> Pa
     return out
 
 
-def int8_problem(weights: Path) -> str | None:
+def int8_problem(weights: str | Path) -> str | None:
     """Why `weights` has no usable int8 twin (missing, or made from other weights); None when it has one."""
+    weights = Path(weights)
     twin = int8_path(weights)
     if not twin.is_file():
         return f"{weights}: no int8 model beside it ({twin.name}); make one with `ferkit export --int8`"
@@ -243,8 +245,7 @@ class Int8Classifier:
 
         spinning: when idle ONNX Runtime threads busy-wait: "in-run", "never", "always" (`OnnxClassifier`).
         """
-        weights = Path(weights)
-        twin = int8_path(weights)
+        weights, twin = Path(weights), int8_path(weights)
         if not twin.is_file():
             raise ModelFileError(int8_problem(weights))
         proto, props = read_onnx_file(twin)  # read once: the check, the session and the margin
