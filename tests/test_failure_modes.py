@@ -15,11 +15,14 @@ FRONTAL = np.array([[30.0, 40.0], [70.0, 40.0], [50.0, 60.0], [35.0, 80.0], [65.
 
 @pytest.fixture(scope="module")
 def failure_modes():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("failure_modes", ROOT / "benchmarks" / "failure_modes.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["failure_modes"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)  # it puts benchmarks/ on the path for its face_framing import
+    finally:
+        sys.path[:] = saved
     return module
 
 
