@@ -100,6 +100,7 @@ JOBS = [
         "{py} benchmarks/train_speed.py --models fast_fer --steps 10", keep="text", minutes=1),
     Job("epoch_cost", "{py} benchmarks/epoch_cost.py --models fast_fer,seed_cnn",
         "{py} benchmarks/epoch_cost.py --max-per-class 100", minutes=3),
+    Job("ddp_speed", "{py} benchmarks/ddp_speed.py", "{py} benchmarks/ddp_speed.py --quick", minutes=4),
     Job("detection", "{py} benchmarks/detection_recall.py", "{py} benchmarks/detection_recall.py --quick",
         minutes=4),
     Job("video", "{py} benchmarks/video_speed.py --minutes 10", "{py} benchmarks/video_speed.py --quick",
