@@ -16,6 +16,8 @@ import sys
 import venv
 from pathlib import Path
 
+import cv2
+
 PEERS_DIR = Path(__file__).resolve().parent / ".peers"
 PEERS_PYTHON = PEERS_DIR / "bin" / "python"
 STAMP = PEERS_DIR / ".installed"
@@ -61,6 +63,22 @@ def peers_python_or_reason() -> tuple[Path | None, str]:
         return ensure_peers(), ""
     except (PeersUnavailable, OSError) as error:
         return None, f"the peers' environment could not be made: {error}"
+
+
+def ferkits_opencv(work: Path) -> Path:
+    """A folder that makes the peers' python import this python's OpenCV (ferkit's, 4.x).
+
+    fer's default detector is OpenCV's Haar cascade, which OpenCV 5 moved to opencv-contrib, and the
+    peers' environment may hold OpenCV 5. Same Python and NumPy on both sides; decoding and encoding then
+    run the same OpenCV build for ferkit and fer.
+    """
+    package = Path(cv2.__file__).parent
+    overlay = work / "opencv4"
+    overlay.mkdir(exist_ok=True)
+    for item in (package, package.parent / "opencv_python_headless.libs"):
+        if item.exists() and not (overlay / item.name).exists():
+            (overlay / item.name).symlink_to(item)
+    return overlay
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
 sys.path.insert(0, str(BENCHMARKS))
 
-from peers import peers_python_or_reason  # noqa: E402
+from peers import ferkits_opencv, peers_python_or_reason  # noqa: E402
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS", REPO.parent / "shared" / "datasets"))
 SIZE = (640, 480)
@@ -184,22 +184,6 @@ def measure_ferkit_webcam(clip: Path, detector: str | None) -> dict:
     if match is None:
         raise RuntimeError(f"unexpected output of ferkit webcam: {run.stdout!r}")
     return {"run": run, "frames": int(match[1]), "faces": int(match[2]), "fps": float(match[3])}
-
-
-def ferkits_opencv(work: Path) -> Path:
-    """A folder that makes the peers' python import this python's OpenCV (ferkit's, 4.x).
-
-    fer's default detector is OpenCV's Haar cascade, which OpenCV 5 moved to opencv-contrib, and the
-    peers' environment may hold OpenCV 5. Same Python and NumPy on both sides; decoding and encoding then
-    run the same OpenCV build for ferkit and fer.
-    """
-    package = Path(cv2.__file__).parent
-    overlay = work / "opencv4"
-    overlay.mkdir(exist_ok=True)
-    for item in (package, package.parent / "opencv_python_headless.libs"):
-        if item.exists() and not (overlay / item.name).exists():
-            (overlay / item.name).symlink_to(item)
-    return overlay
 
 
 def measure_fer(clip: Path, work: Path, python: Path) -> dict:

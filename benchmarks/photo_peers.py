@@ -1,0 +1,132 @@
+"""ferkit against the `fer` package on real photos: the same labelled faces, matched the same way.
+
+    .venv/bin/python benchmarks/photo_peers.py            # expw-dev (1,388 faces) and photos/expw (90)
+    .venv/bin/python benchmarks/photo_peers.py --quick    # 150 expw-dev faces drawn at random, photos/expw
+
+Two paths per model, as `ferkit evaluate` defines them:
+  full path  what a user runs on a photo: the model's own detector (ferkit: `Recognizer()`, YuNet and the
+             landmark framing; fer: `FER().detect_emotions`, its Haar cascade), each labelled face matched
+             one-to-one to a squared detection box at IoU >= 0.4; a face with no match counts as wrong;
+  boxes      each model given the labelled box and cropping it its own way (ferkit: the box framing, as
+             `ferkit evaluate --boxes`; fer: `face_rectangles`, squared with its 10 px margin).
+fer runs in the peers' environment (benchmarks/peers.py, benchmarks/peer_fer_photos.py); if that cannot be
+made, the table has ferkit's rows alone and says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import FER, ferkits_opencv, peers_python_or_reason  # noqa: E402
+
+from ferkit.evaluate_photos import LabelledFace, evaluate_faces, match_detections, read_box_csv  # noqa: E402
+from ferkit.faces.detector import Detection  # noqa: E402
+from ferkit.predict import Recognizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("FERKIT_DATASETS", ROOT.parent / "shared" / "datasets"))
+SOURCES = {"expw-dev": "expw-dev/annotations.csv", "photos/expw": "photos/expw/annotations.csv"}
+MIN_IOU = 0.4
+QUICK_FACES = 150
+
+
+def labelled_faces(name: str, quick: bool) -> list[LabelledFace]:
+    faces = read_box_csv(DATASETS / SOURCES[name])
+    if quick and len(faces) > QUICK_FACES:
+        pick = np.sort(np.random.default_rng(0).choice(len(faces), QUICK_FACES, replace=False))
+        faces = [faces[i] for i in pick]
+    return faces
+
+
+def by_photo(faces: list[LabelledFace]) -> dict[Path, list[int]]:
+    photos: dict[Path, list[int]] = {}
+    for i, face in enumerate(faces):
+        photos.setdefault(face.path, []).append(i)
+    return photos
+
+
+def ferkit_predictions(faces: list[LabelledFace], name: str) -> dict[str, list[str]]:
+    """ferkit's label per labelled face on each path ('' when the full path found no matching face)."""
+    recognizer = Recognizer()
+    predicted = {}
+    for match in ("detect", "boxes"):
+        e = evaluate_faces(recognizer, faces, name, match, MIN_IOU, progress=False)
+        predicted[match] = [e.class_names[p] if found else "" for p, found in zip(e.y_pred, e.found)]
+    return predicted
+
+
+def fer_predictions(faces: list[LabelledFace], python: Path) -> dict[str, list[str]]:
+    """fer's label per labelled face on each path, from benchmarks/peer_fer_photos.py."""
+    photos = by_photo(faces)
+    request = [{"path": str(path), "boxes": [list(faces[i].box) for i in index]}
+               for path, index in photos.items()]
+    with tempfile.TemporaryDirectory() as tmp:
+        faces_json = Path(tmp) / "faces.json"
+        faces_json.write_text(json.dumps(request))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+                   PYTHONPATH=str(ferkits_opencv(Path(tmp))))
+        done = subprocess.run([str(python), str(ROOT / "benchmarks" / "peer_fer_photos.py"), str(faces_json)],
+                              capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"photo_peers: error: the fer side failed: {done.stderr.strip()[-600:]}")
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    detect, boxes = [""] * len(faces), [""] * len(faces)
+    for index, answer in zip(photos.values(), lines, strict=True):
+        found = answer["found"]
+        squares = np.array([Detection(tuple(f[:4]), 1.0).square().box for f in found]).reshape(-1, 4)
+        for i, m in zip(index, match_detections(np.array([faces[i].box for i in index]), squares, MIN_IOU)):
+            detect[i] = found[m][4] if m >= 0 else ""
+        for i, label in zip(index, answer["boxes"]):
+            boxes[i] = label
+    return {"detect": detect, "boxes": boxes}
+
+
+def scores(labels: list[str], predicted: list[str]) -> dict[str, float]:
+    truth, guess = np.array(labels), np.array(predicted)
+    right, found = truth == guess, guess != ""
+    recalls = [right[truth == c].mean() for c in sorted(set(labels))]
+    return {"accuracy": right.mean(), "macro": float(np.mean(recalls)), "found": found.mean(),
+            "on_found": right[found].mean() if found.any() else 0.0}
+
+
+def table(rows: list[tuple[str, str, str, dict[str, float], int]]) -> None:
+    print("| data | model | path | faces | accuracy | macro recall | found | accuracy on found |")
+    print("|---|---|---|---|---|---|---|---|")
+    for data, model, path, s, n in rows:
+        print(f"| {data} | {model} | {path} | {n} | {s['accuracy']:.1%} | {s['macro']:.1%} | "
+              f"{s['found']:.1%} | {s['on_found']:.1%} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_FACES} expw-dev faces, photos/expw")
+    args = parser.parse_args()
+    python, why = peers_python_or_reason()
+    print(f"ferkit: the bundled model, Recognizer() defaults; fer: {FER}, FER() defaults"
+          + ("" if python else f"\nfer left out: {why}") + "\n")
+    rows = []
+    for name in SOURCES:
+        faces = labelled_faces(name, args.quick)
+        labels = [face.label for face in faces]
+        models = {"ferkit": ferkit_predictions(faces, name)}
+        if python:
+            models["fer"] = fer_predictions(faces, python)
+        for path, title in (("detect", "full path"), ("boxes", "labelled boxes")):
+            for model, predicted in models.items():
+                rows.append((name, model, title, scores(labels, predicted[path]), len(faces)))
+    table(rows)
+
+
+if __name__ == "__main__":
+    main()
