@@ -11,6 +11,7 @@ with its default Haar cascade detector, as its README shows.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -30,6 +31,13 @@ PACKAGES = [
     "setuptools<81",              # fer imports pkg_resources
 ]
 FER = "fer==25.10.3"
+
+
+# face-api.js's expression model (benchmarks/peer_faceapi_photos.cjs): Node.js with TensorFlow.js on its WASM
+# backend, whose binaries come inside the npm package (tfjs-node would download libtensorflow at install).
+NODE_DIR = Path(__file__).resolve().parent / ".peers-node"
+NODE_PACKAGES = ["@vladmandic/face-api@1.7.15", "@tensorflow/tfjs@4.22.0",
+                 "@tensorflow/tfjs-backend-wasm@4.22.0"]
 
 
 class PeersUnavailable(RuntimeError):
@@ -55,6 +63,32 @@ def ensure_peers() -> Path:
     _pip("--no-deps", FER)
     STAMP.write_text(" ".join(PACKAGES + [FER]) + "\n")
     return PEERS_PYTHON
+
+
+def ensure_node_peers() -> Path:
+    """Install face-api.js and TensorFlow.js (WASM) into NODE_DIR the first time; return the folder."""
+    stamp = NODE_DIR / ".installed"
+    if stamp.exists():
+        return NODE_DIR
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise PeersUnavailable("no node and npm on the PATH")
+    print(f"installing face-api.js into {NODE_DIR} (once)", file=sys.stderr)
+    NODE_DIR.mkdir(exist_ok=True)
+    result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR),
+                             *NODE_PACKAGES], capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise PeersUnavailable(lines[-1] if lines else "npm install failed")
+    stamp.write_text(" ".join(NODE_PACKAGES) + "\n")
+    return NODE_DIR
+
+
+def node_peers_or_reason() -> tuple[Path | None, str]:
+    """(NODE_DIR, "") when face-api.js is installed or could be, else (None, why not)."""
+    try:
+        return ensure_node_peers(), ""
+    except (PeersUnavailable, OSError) as error:
+        return None, f"face-api.js could not be installed: {error}"
 
 
 def peers_python_or_reason() -> tuple[Path | None, str]:

@@ -1,16 +1,19 @@
-"""ferkit against the `fer` package on real photos: the same labelled faces, matched the same way.
+"""ferkit against the `fer` package and face-api.js on real photos: the same labelled faces, matched alike.
 
     .venv/bin/python benchmarks/photo_peers.py            # expw-dev (1,388 faces) and photos/expw (90)
     .venv/bin/python benchmarks/photo_peers.py --quick    # 150 expw-dev faces drawn at random, photos/expw
 
 Two paths per model, as `ferkit evaluate` defines them:
   full path  what a user runs on a photo: the model's own detector (ferkit: `Recognizer()`, YuNet and the
-             landmark framing; fer: `FER().detect_emotions`, its Haar cascade), each labelled face matched
+             landmark framing; fer: `FER().detect_emotions`, its Haar cascade; face-api.js:
+             `detectAllFaces(...).withFaceExpressions()`, SSD MobileNet v1), each labelled face matched
              one-to-one to a squared detection box at IoU >= 0.4; a face with no match counts as wrong;
   boxes      each model given the labelled box and cropping it its own way (ferkit: the box framing, as
-             `ferkit evaluate --boxes`; fer: `face_rectangles`, squared with its 10 px margin).
-fer runs in the peers' environment (benchmarks/peers.py, benchmarks/peer_fer_photos.py); if that cannot be
-made, the table has ferkit's rows alone and says why.
+             `ferkit evaluate --boxes`; fer: `face_rectangles`, squared with its 10 px margin;
+             face-api.js: `extractFaceTensors` on the box as it is).
+fer runs in the peers' Python environment (benchmarks/peers.py, benchmarks/peer_fer_photos.py), face-api.js
+in Node.js with TensorFlow.js on WASM (benchmarks/.peers-node, benchmarks/peer_faceapi_photos.cjs); a peer
+whose environment cannot be made is left out, and the output says why.
 """
 
 from __future__ import annotations
@@ -28,8 +31,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import FER, ferkits_opencv, peers_python_or_reason  # noqa: E402
+from peers import (  # noqa: E402
+    FER,
+    NODE_PACKAGES,
+    ferkits_opencv,
+    node_peers_or_reason,
+    peers_python_or_reason,
+)
 
+from ferkit.data.images import load_image  # noqa: E402
 from ferkit.evaluate_photos import LabelledFace, evaluate_faces, match_detections, read_box_csv  # noqa: E402
 from ferkit.faces.detector import Detection  # noqa: E402
 from ferkit.predict import Recognizer  # noqa: E402
@@ -66,6 +76,28 @@ def ferkit_predictions(faces: list[LabelledFace], name: str) -> dict[str, list[s
     return predicted
 
 
+def answers_to_labels(faces: list[LabelledFace], photos: dict[Path, list[int]],
+                      answers: list[dict]) -> dict[str, list[str]]:
+    """A peer's per-photo answers ({"found": [[l, t, r, b, label], ...], "boxes": [label, ...]}) as a label
+    per labelled face on each path, the full path's matched as ferkit's are."""
+    detect, boxes = [""] * len(faces), [""] * len(faces)
+    for index, answer in zip(photos.values(), answers, strict=True):
+        found = answer["found"]
+        squares = np.array([Detection(tuple(f[:4]), 1.0).square().box for f in found]).reshape(-1, 4)
+        for i, m in zip(index, match_detections(np.array([faces[i].box for i in index]), squares, MIN_IOU)):
+            detect[i] = found[m][4] if m >= 0 else ""
+        for i, label in zip(index, answer["boxes"], strict=True):
+            boxes[i] = label
+    return {"detect": detect, "boxes": boxes}
+
+
+def run_peer(command: list[str], env: dict[str, str], who: str) -> list[dict]:
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"photo_peers: error: the {who} side failed: {done.stderr.strip()[-600:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
 def fer_predictions(faces: list[LabelledFace], python: Path) -> dict[str, list[str]]:
     """fer's label per labelled face on each path, from benchmarks/peer_fer_photos.py."""
     photos = by_photo(faces)
@@ -76,20 +108,29 @@ def fer_predictions(faces: list[LabelledFace], python: Path) -> dict[str, list[s
         faces_json.write_text(json.dumps(request))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
                    PYTHONPATH=str(ferkits_opencv(Path(tmp))))
-        done = subprocess.run([str(python), str(ROOT / "benchmarks" / "peer_fer_photos.py"), str(faces_json)],
-                              capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"photo_peers: error: the fer side failed: {done.stderr.strip()[-600:]}")
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    detect, boxes = [""] * len(faces), [""] * len(faces)
-    for index, answer in zip(photos.values(), lines, strict=True):
-        found = answer["found"]
-        squares = np.array([Detection(tuple(f[:4]), 1.0).square().box for f in found]).reshape(-1, 4)
-        for i, m in zip(index, match_detections(np.array([faces[i].box for i in index]), squares, MIN_IOU)):
-            detect[i] = found[m][4] if m >= 0 else ""
-        for i, label in zip(index, answer["boxes"]):
-            boxes[i] = label
-    return {"detect": detect, "boxes": boxes}
+        answers = run_peer([str(python), str(ROOT / "benchmarks" / "peer_fer_photos.py"), str(faces_json)],
+                           env, "fer")
+    return answers_to_labels(faces, photos, answers)
+
+
+def faceapi_predictions(faces: list[LabelledFace], node_dir: Path) -> dict[str, list[str]]:
+    """face-api.js's label per labelled face on each path, from benchmarks/peer_faceapi_photos.cjs (the
+    photos decoded here, by ferkit's reader, and handed over as raw RGB)."""
+    photos = by_photo(faces)
+    with tempfile.TemporaryDirectory() as tmp:
+        request = []
+        for n, (path, index) in enumerate(photos.items()):
+            rgb = load_image(path, mode="rgb")
+            raw = Path(tmp) / f"{n}.rgb"
+            raw.write_bytes(np.ascontiguousarray(rgb).tobytes())
+            request.append({"rgb": str(raw), "height": rgb.shape[0], "width": rgb.shape[1],
+                            "boxes": [list(faces[i].box) for i in index]})
+        request_json = Path(tmp) / "request.json"
+        request_json.write_text(json.dumps(request))
+        command = ["node", str(ROOT / "benchmarks" / "peer_faceapi_photos.cjs"),
+                   str(node_dir / "node_modules"), str(request_json)]
+        answers = run_peer(command, dict(os.environ), "face-api.js")
+    return answers_to_labels(faces, photos, answers)
 
 
 def scores(labels: list[str], predicted: list[str]) -> dict[str, float]:
@@ -113,8 +154,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_FACES} expw-dev faces, photos/expw")
     args = parser.parse_args()
     python, why = peers_python_or_reason()
-    print(f"ferkit: the bundled model, Recognizer() defaults; fer: {FER}, FER() defaults"
-          + ("" if python else f"\nfer left out: {why}") + "\n")
+    node_dir, node_why = node_peers_or_reason()
+    print(f"ferkit: the bundled model, Recognizer() defaults; fer: {FER}, FER() defaults; "
+          f"face-api.js: {NODE_PACKAGES[0]}, SSD MobileNet v1 + expression net, TensorFlow.js WASM")
+    for reason in (why, node_why):
+        print(f"left out: {reason}" if reason else "", end="\n" if reason else "")
+    print()
     rows = []
     for name in SOURCES:
         faces = labelled_faces(name, args.quick)
@@ -122,6 +167,8 @@ def main() -> None:
         models = {"ferkit": ferkit_predictions(faces, name)}
         if python:
             models["fer"] = fer_predictions(faces, python)
+        if node_dir:
+            models["face-api.js"] = faceapi_predictions(faces, node_dir)
         for path, title in (("detect", "full path"), ("boxes", "labelled boxes")):
             for model, predicted in models.items():
                 rows.append((name, model, title, scores(labels, predicted[path]), len(faces)))
