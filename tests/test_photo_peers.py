@@ -1,0 +1,47 @@
+"""benchmarks/photo_peers.py: a peer's answers become labels per labelled face, matched as ferkit's are."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from ferkit.evaluate_photos import LabelledFace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def photo_peers():
+    spec = importlib.util.spec_from_file_location("photo_peers", ROOT / "benchmarks" / "photo_peers.py")
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)  # it puts src/ and benchmarks/ on the path for its imports
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+def face(photo: str, box: tuple[float, float, float, float], label: str) -> LabelledFace:
+    return LabelledFace(Path(photo), box, label, photo)
+
+
+def test_answers_match_squared_detections_one_to_one(photo_peers):
+    faces = [face("a.jpg", (0, 0, 100, 100), "happy"), face("b.jpg", (10, 10, 60, 60), "sad"),
+             face("a.jpg", (200, 0, 300, 100), "angry")]
+    photos = photo_peers.by_photo(faces)
+    answers = [  # a.jpg: a narrow box on the first face (its square overlaps), none near the third
+        {"found": [[20, 0, 80, 100, "happy"], [500, 500, 520, 520, "fear"]], "boxes": ["happy", "fear"]},
+        {"found": [], "boxes": ["sad"]},
+    ]
+    labels = photo_peers.answers_to_labels(faces, photos, answers)
+    assert labels == {"detect": ["happy", "", ""], "boxes": ["happy", "sad", "fear"]}
+
+
+def test_scores_count_a_missed_face_as_wrong(photo_peers):
+    s = photo_peers.scores(["happy", "sad", "sad", "angry"], ["happy", "", "sad", "sad"])
+    assert s["accuracy"] == 0.5 and s["found"] == 0.75 and s["on_found"] == pytest.approx(2 / 3)
+    assert s["macro"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
