@@ -11,6 +11,8 @@ Two paths per model, as `ferkit evaluate` defines them:
   boxes      each model given the labelled box and cropping it its own way (ferkit: the box framing, as
              `ferkit evaluate --boxes`; fer: `face_rectangles`, squared with its 10 px margin;
              face-api.js: `extractFaceTensors` on the box as it is).
+The last column scores every row on the same faces: those that every model's detector found (for the
+boxes rows too, so that the classifiers meet on the same faces and boxes).
 fer runs in the peers' Python environment (benchmarks/peers.py, benchmarks/peer_fer_photos.py), face-api.js
 in Node.js with TensorFlow.js on WASM (benchmarks/.peers-node, benchmarks/peer_faceapi_photos.cjs); a peer
 whose environment cannot be made is left out, and the output says why.
@@ -133,20 +135,24 @@ def faceapi_predictions(faces: list[LabelledFace], node_dir: Path) -> dict[str, 
     return answers_to_labels(faces, photos, answers)
 
 
-def scores(labels: list[str], predicted: list[str]) -> dict[str, float]:
+def scores(labels: list[str], predicted: list[str], common: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro recall, found rate, accuracy on the faces found, and on the `common` faces (those
+    every model's detector found, whichever path `predicted` comes from)."""
     truth, guess = np.array(labels), np.array(predicted)
     right, found = truth == guess, guess != ""
     recalls = [right[truth == c].mean() for c in sorted(set(labels))]
     return {"accuracy": right.mean(), "macro": float(np.mean(recalls)), "found": found.mean(),
-            "on_found": right[found].mean() if found.any() else 0.0}
+            "on_found": right[found].mean() if found.any() else 0.0,
+            "on_common": right[common].mean() if common.any() else 0.0, "common": int(common.sum())}
 
 
 def table(rows: list[tuple[str, str, str, dict[str, float], int]]) -> None:
-    print("| data | model | path | faces | accuracy | macro recall | found | accuracy on found |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| data | model | path | faces | accuracy | macro recall | found | accuracy on found "
+          "| accuracy on the faces every detector found |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for data, model, path, s, n in rows:
         print(f"| {data} | {model} | {path} | {n} | {s['accuracy']:.1%} | {s['macro']:.1%} | "
-              f"{s['found']:.1%} | {s['on_found']:.1%} |")
+              f"{s['found']:.1%} | {s['on_found']:.1%} | {s['on_common']:.1%} ({s['common']}) |")
 
 
 def main() -> None:
@@ -169,9 +175,11 @@ def main() -> None:
             models["fer"] = fer_predictions(faces, python)
         if node_dir:
             models["face-api.js"] = faceapi_predictions(faces, node_dir)
+        # the faces every model's detector found: the same faces for every row, both paths
+        common = np.all([np.array(predicted["detect"]) != "" for predicted in models.values()], axis=0)
         for path, title in (("detect", "full path"), ("boxes", "labelled boxes")):
             for model, predicted in models.items():
-                rows.append((name, model, title, scores(labels, predicted[path]), len(faces)))
+                rows.append((name, model, title, scores(labels, predicted[path], common), len(faces)))
     table(rows)
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ferkit.evaluate_photos import LabelledFace
@@ -42,6 +43,8 @@ def test_answers_match_squared_detections_one_to_one(photo_peers):
 
 
 def test_scores_count_a_missed_face_as_wrong(photo_peers):
-    s = photo_peers.scores(["happy", "sad", "sad", "angry"], ["happy", "", "sad", "sad"])
+    common = np.array([True, False, False, True])  # the faces every model found
+    s = photo_peers.scores(["happy", "sad", "sad", "angry"], ["happy", "", "sad", "sad"], common)
     assert s["accuracy"] == 0.5 and s["found"] == 0.75 and s["on_found"] == pytest.approx(2 / 3)
     assert s["macro"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
+    assert s["on_common"] == 0.5 and s["common"] == 2
