@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import cv2
 from fer.fer import FER  # fer 25 no longer re-exports it from the package
@@ -24,7 +25,7 @@ def top_label(emotions: dict[str, float]) -> str:
 
 def main(faces_json: str) -> None:
     detector = FER()
-    for photo in json.loads(open(faces_json).read()):
+    for photo in json.loads(Path(faces_json).read_text()):
         image = cv2.imread(photo["path"])  # BGR, as fer expects
         found = [[x, y, x + w, y + h, top_label(face["emotions"])]
                  for face in detector.detect_emotions(image) for x, y, w, h in [face["box"]]]

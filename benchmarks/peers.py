@@ -1,4 +1,4 @@
-"""The peers' environment: TensorFlow/Keras and the `fer` package, for side-by-side benchmarks only.
+"""The peers' environments: TensorFlow/Keras and the `fer` package; face-api.js in Node.js. Benchmarks only.
 
     .venv/bin/python benchmarks/peers.py            # create it (once) and print its python
 
@@ -6,7 +6,8 @@ TensorFlow is never a ferkit dependency. The benchmarks that compare with Keras 
 separate virtual environment themselves (`benchmarks/.peers/`, ignored by git) and run the peer's side
 in a subprocess with its python. `fer` is installed without its dependency on facenet-pytorch (it is
 only imported for `FER(mtcnn=True)` and would pull in a second, CUDA build of PyTorch); `fer` is used
-with its default Haar cascade detector, as its README shows.
+with its default Haar cascade detector, as its README shows. face-api.js and TensorFlow.js go into
+`benchmarks/.peers-node/` (also ignored by git) with npm, when node and npm are on the PATH.
 """
 
 from __future__ import annotations
