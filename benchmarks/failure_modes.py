@@ -35,8 +35,7 @@ from face_framing import upscaled  # noqa: E402
 
 from ferkit.data import load_dataset  # noqa: E402
 from ferkit.data.splits import make_splits  # noqa: E402
-from ferkit.evaluate_photos import match_detections, read_box_csv  # noqa: E402
-from ferkit.faces.detector import Detection  # noqa: E402
+from ferkit.evaluate_photos import match_squared, read_box_csv  # noqa: E402
 from ferkit.predict import Recognizer  # noqa: E402
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS",
@@ -44,7 +43,6 @@ DATASETS = Path(os.environ.get("FERKIT_DATASETS",
 TURN_BINS = (0.0, 0.1, 0.2, 0.35, np.inf)
 TILT_BINS = (0.0, 10.0, 20.0, np.inf)
 SIZE_BINS = (0.0, 48.0, 64.0, 96.0, np.inf)
-MIN_IOU = 0.4
 
 
 @dataclass
@@ -78,8 +76,7 @@ def expw_faces(recognizer: Recognizer, limit: int | None) -> list[Scored]:
     scored = []
     for face in faces:
         found = recognizer(face.path).faces
-        squares = np.array([Detection(f.box, f.score).square().box for f in found]).reshape(-1, 4)
-        match = match_detections(np.array([face.box]), squares, MIN_IOU)[0]
+        match = match_squared([face.box], [f.box for f in found])[0]
         side = float(face.box[2] - face.box[0])
         if match < 0:
             scored.append(Scored(face.label, "", side=side))

@@ -42,14 +42,19 @@ from peers import (  # noqa: E402
 )
 
 from ferkit.data.images import load_image  # noqa: E402
-from ferkit.evaluate_photos import LabelledFace, evaluate_faces, match_detections, read_box_csv  # noqa: E402
-from ferkit.faces.detector import Detection  # noqa: E402
+from ferkit.evaluate_photos import (  # noqa: E402
+    MIN_IOU,
+    LabelledFace,
+    evaluate_faces,
+    faces_by_photo,
+    match_squared,
+    read_box_csv,
+)
 from ferkit.predict import Recognizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("FERKIT_DATASETS", ROOT.parent / "shared" / "datasets"))
 SOURCES = {"expw-dev": "expw-dev/annotations.csv", "photos/expw": "photos/expw/annotations.csv"}
-MIN_IOU = 0.4
 QUICK_FACES = 150
 
 
@@ -59,13 +64,6 @@ def labelled_faces(name: str, quick: bool) -> list[LabelledFace]:
         pick = np.sort(np.random.default_rng(0).choice(len(faces), QUICK_FACES, replace=False))
         faces = [faces[i] for i in pick]
     return faces
-
-
-def by_photo(faces: list[LabelledFace]) -> dict[Path, list[int]]:
-    photos: dict[Path, list[int]] = {}
-    for i, face in enumerate(faces):
-        photos.setdefault(face.path, []).append(i)
-    return photos
 
 
 def ferkit_predictions(faces: list[LabelledFace], name: str) -> dict[str, list[str]]:
@@ -85,8 +83,7 @@ def answers_to_labels(faces: list[LabelledFace], photos: dict[Path, list[int]],
     detect, boxes = [""] * len(faces), [""] * len(faces)
     for index, answer in zip(photos.values(), answers, strict=True):
         found = answer["found"]
-        squares = np.array([Detection(tuple(f[:4]), 1.0).square().box for f in found]).reshape(-1, 4)
-        for i, m in zip(index, match_detections(np.array([faces[i].box for i in index]), squares, MIN_IOU)):
+        for i, m in zip(index, match_squared([faces[i].box for i in index], [f[:4] for f in found])):
             detect[i] = found[m][4] if m >= 0 else ""
         for i, label in zip(index, answer["boxes"], strict=True):
             boxes[i] = label
@@ -102,7 +99,7 @@ def run_peer(command: list[str], env: dict[str, str], who: str) -> list[dict]:
 
 def fer_predictions(faces: list[LabelledFace], python: Path) -> dict[str, list[str]]:
     """fer's label per labelled face on each path, from benchmarks/peer_fer_photos.py."""
-    photos = by_photo(faces)
+    photos = faces_by_photo(faces)
     request = [{"path": str(path), "boxes": [list(faces[i].box) for i in index]}
                for path, index in photos.items()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +115,7 @@ def fer_predictions(faces: list[LabelledFace], python: Path) -> dict[str, list[s
 def faceapi_predictions(faces: list[LabelledFace], node_dir: Path) -> dict[str, list[str]]:
     """face-api.js's label per labelled face on each path, from benchmarks/peer_faceapi_photos.cjs (the
     photos decoded here, by ferkit's reader, and handed over as raw RGB)."""
-    photos = by_photo(faces)
+    photos = faces_by_photo(faces)
     with tempfile.TemporaryDirectory() as tmp:
         request = []
         for n, (path, index) in enumerate(photos.items()):

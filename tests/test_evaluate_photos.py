@@ -22,6 +22,7 @@ from ferkit.evaluate_photos import (
     evaluate_photo_folder,
     format_table,
     match_detections,
+    match_squared,
     read_box_csv,
 )
 from ferkit.faces import Detection
@@ -66,6 +67,14 @@ def test_match_detections_is_one_to_one():
     boxes = np.array([[0, 0, 10, 10], [100, 100, 110, 110]])
     assert match_detections(truth, boxes).tolist() == [0, -1, -1]
     assert match_detections(truth, np.zeros((0, 4))).tolist() == [-1, -1, -1]
+
+
+def test_match_squared_squares_the_detections_first():
+    labelled = [[0, 0, 100, 100], [300, 300, 310, 310]]
+    narrow = [40, 0, 60, 100]  # IoU 0.2 with the first label as it is, 1.0 once squared
+    assert match_detections(np.array(labelled[:1]), np.array([narrow])).tolist() == [-1]
+    assert match_squared(labelled, [narrow]).tolist() == [0, -1]
+    assert match_squared(labelled, []).tolist() == [-1, -1]
 
 
 def test_missed_faces_count_as_wrong():

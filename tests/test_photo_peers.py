@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferkit.evaluate_photos import LabelledFace
+from ferkit.evaluate_photos import LabelledFace, faces_by_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def face(photo: str, box: tuple[float, float, float, float], label: str) -> Labe
 def test_answers_match_squared_detections_one_to_one(photo_peers):
     faces = [face("a.jpg", (0, 0, 100, 100), "happy"), face("b.jpg", (10, 10, 60, 60), "sad"),
              face("a.jpg", (200, 0, 300, 100), "angry")]
-    photos = photo_peers.by_photo(faces)
+    photos = faces_by_photo(faces)
     answers = [  # a.jpg: a narrow box on the first face (its square overlaps), none near the third
         {"found": [[20, 0, 80, 100, "happy"], [500, 500, 520, 520, "fear"]], "boxes": ["happy", "fear"]},
         {"found": [], "boxes": ["sad"]},

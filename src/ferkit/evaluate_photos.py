@@ -254,7 +254,7 @@ def _keep_known(faces: list[LabelledFace],
     return kept, dict(sorted(dropped.items()))
 
 
-def _by_photo(faces: list[LabelledFace]) -> dict[Path, list[int]]:
+def faces_by_photo(faces: list[LabelledFace]) -> dict[Path, list[int]]:
     groups: dict[Path, list[int]] = {}
     for i, face in enumerate(faces):
         groups.setdefault(face.path, []).append(i)
@@ -262,6 +262,14 @@ def _by_photo(faces: list[LabelledFace]) -> dict[Path, list[int]]:
 
 
 match_detections = match_boxes  # the labelled faces' matching: one-to-one, best IoU first
+
+
+def match_squared(labelled_boxes: np.ndarray, detected_boxes: list | np.ndarray,
+                  min_iou: float = MIN_IOU) -> np.ndarray:
+    """For each labelled box (N×4), the index of the detection box that matches it once made square, or -1
+    (one-to-one, `match_detections`): how every photo evaluation pairs labels with detections."""
+    squares = np.array([Detection(tuple(box), 1.0).square().box for box in detected_boxes]).reshape(-1, 4)
+    return match_detections(np.asarray(labelled_boxes, dtype=np.float64).reshape(-1, 4), squares, min_iou)
 
 
 def _face_probs(face, class_names: list[str]) -> np.ndarray:
@@ -275,8 +283,7 @@ def _detect_photo(recognizer, path: Path, faces: list[LabelledFace],
     if faces[0].box is None:  # a folder photo: its largest face
         largest = max(found, key=lambda f: Detection(f.box, f.score).area, default=None)
         return [None if largest is None else _face_probs(largest, recognizer.class_names)]
-    squares = np.array([Detection(f.box, f.score).square().box for f in found]).reshape(-1, 4)
-    match = match_detections(np.array([f.box for f in faces]), squares, min_iou)
+    match = match_squared(np.array([f.box for f in faces]), [f.box for f in found], min_iou)
     return [None if m < 0 else _face_probs(found[m], recognizer.class_names) for m in match]
 
 
@@ -294,7 +301,7 @@ def evaluate_faces(recognizer, faces: list[LabelledFace], dataset: str, match: s
     names = list(recognizer.class_names)
     kept, dropped = _keep_known(faces, names)
     probs: list[np.ndarray | None] = [None] * len(kept)
-    groups = _by_photo(kept)
+    groups = faces_by_photo(kept)
     for path, index in tqdm(groups.items(), desc=dataset, unit="photo", leave=False,
                             disable=None if progress is None else not progress):
         photo = [kept[i] for i in index]
