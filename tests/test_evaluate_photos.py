@@ -85,6 +85,7 @@ def test_missed_faces_count_as_wrong():
     assert e.accuracy == 0.5 and e.found_rate == 0.75 and e.found_accuracy == pytest.approx(2 / 3)
     assert e.per_class_recall == {"angry": 0.5, "happy": 0.5} and e.macro_recall == 0.5
     assert e.missed == ["b"] and e.confusion_names == ["angry", "happy", "no face"]
+    assert e.top_losses().tolist() == [3]  # the missed face has no probabilities: not a "mistake" to show
     assert e.confusion_with_misses.tolist() == [[1, 0, 1], [1, 1, 0], [0, 0, 0]]
     row = format_table([e], "m").splitlines()[2]
     assert row.startswith("| x | all | detect | 4 | 50.0 % | 50.0 % | 75.0 % | 66.7 % |")
@@ -95,6 +96,7 @@ def test_boxes_full_path_on_expw(recognizer, expw_small):
     assert e.dataset == "expw_small0" and e.mode == "detect" and len(e.y_true) == 10
     assert e.found_rate >= 0.7  # MTCNN finds ~95 % of expw-dev
     assert all(p == -1 for p in e.y_pred[~e.found])
+    assert e.crops.shape == (10, 48, 48) and not e.crops[~e.found].any() and e.crops[e.found].any()
     assert sorted(e.per_class_recall) == ["angry", "happy", "neutral", "sad", "surprise"]
 
 
@@ -107,6 +109,7 @@ def test_labelled_boxes_are_cropped_as_the_recognizer_crops(recognizer, expw_sma
     crop = recognizer.crops(load_image(face.path, mode="rgb"), [Detection(face.box, 1.0)])
     expected = recognizer.classifier.predict_proba(crop)[0]
     np.testing.assert_allclose(e.probs[0], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(e.crops[0], crop[0])  # the crop the classifier saw, for top_losses
 
 
 def test_image_column_and_several_faces_per_photo(recognizer, photos_dir, tmp_path):
@@ -159,6 +162,10 @@ def test_cli_several_datasets_one_table(expw_small, fer2013_small, tmp_path, cap
     assert metrics["test"]["images"] == 7 * 30 and "macro_recall" in metrics["test"]
     assert (out / "expw_small0-boxes-1" / "plots" / "confusion_all_normalised.png").is_file()
     assert (out / "table.md").read_text().count("\n") == 5
+    mistakes = list(csv.DictReader(open(out / "fer2013_small0" / "top_losses_test.csv")))
+    assert 0 < len(mistakes) <= 24 and all(m["label"] != m["answer"] for m in mistakes)
+    assert [float(m["p_label"]) for m in mistakes] == sorted(float(m["p_label"]) for m in mistakes)
+    assert (out / "fer2013_small0" / "plots" / "top_losses_test.png").is_file()
 
 
 def test_cli_detect_and_match_without_out_writes_nothing(expw_small, tmp_path, capsys, monkeypatch):

@@ -29,6 +29,15 @@ def test_evaluation_numbers():
     assert "accuracy 0.6000" in e.report_text()
 
 
+def test_top_losses_are_the_confident_mistakes_worst_first():
+    y_true = np.array([0, 1, 2, 2, 1])
+    probs = np.array([[0.9, 0.05, 0.05], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.6, 0.35, 0.05],
+                      [0.3, 0.3, 0.4]])
+    e = Evaluation("test", CLASSES, y_true, probs.argmax(1), probs)
+    assert e.top_losses().tolist() == [3, 1, 4]  # p(label) 0.05, 0.2, 0.3; the right answers are left out
+    assert e.top_losses(2).tolist() == [3, 1]
+
+
 def test_align_labels_reorders_and_refuses_unknown_classes():
     data = FaceDataset(np.zeros((3, 48, 48), np.uint8), np.array([0, 1, 2]), ["sad", "angry", "happy"])
     assert align_labels(CLASSES, data).tolist() == [2, 0, 1]
@@ -51,4 +60,6 @@ def test_every_plot_writes_a_png(tmp_path):
     probs = rng.dirichlet(np.ones(3), 12)
     assert _is_png(plots.plot_samples(images, rng.integers(0, 3, 12), probs.argmax(1), probs, CLASSES,
                                       tmp_path / "samples.png"))
+    assert _is_png(plots.plot_top_losses(images, np.array([3, 0]), rng.integers(0, 3, 12), probs, CLASSES,
+                                         tmp_path / "top_losses.png"))
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files behind

@@ -28,9 +28,21 @@ class Evaluation:
     def accuracy(self) -> float:
         return float((self.y_true == self.y_pred).mean()) if len(self.y_true) else 0.0
 
+    def has_probs(self) -> np.ndarray:
+        """Which faces have probabilities: all of them here (a photo's missed face has none)."""
+        return np.ones(len(self.y_true), dtype=bool)
+
     def scored(self) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, true labels) of the faces that have probabilities: all of them here."""
-        return self.probs, self.y_true
+        """(probabilities, true labels) of the faces that have probabilities."""
+        mask = self.has_probs()
+        return self.probs[mask], self.y_true[mask]
+
+    def top_losses(self, count: int = 24) -> np.ndarray:
+        """Indices of up to `count` wrong answers with the highest loss (−log p of the true class), worst
+        first: the confident mistakes, where label noise and real failures show."""
+        p_true = self.probs[np.arange(len(self.y_true)), self.y_true]
+        wrong = np.flatnonzero(self.has_probs() & (self.y_pred != self.y_true))
+        return wrong[np.argsort(p_true[wrong], kind="stable")][:count]
 
     @property
     def loss(self) -> float:
@@ -112,4 +124,6 @@ def write_reports(run_dir: str | Path, evaluations: list[Evaluation], history: l
         last = evaluations[-1]
         plots.plot_samples(samples.images, last.y_true, last.y_pred, last.probs, last.class_names,
                            plot_dir / f"samples_{last.split}.png")
+        plots.plot_top_losses(samples.images, last.top_losses(), last.y_true, last.probs, last.class_names,
+                              plot_dir / f"top_losses_{last.split}.png")
     return metrics

@@ -18,6 +18,7 @@ table, `write_evaluations` writes their metrics, reports and confusion plots.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -70,13 +71,14 @@ class PhotoEvaluation(Evaluation):
     dropped: dict[str, int] = field(default_factory=dict)
     description: str = ""  # how the split was made (crop datasets)
     split_detail: str = ""  # what the split is, e.g. "PrivateTest"
+    crops: np.ndarray | None = field(default=None, repr=False)  # what the classifier saw (N×S×S; 0: missed)
 
     @property
     def split_label(self) -> str:
         return f"{self.split} ({self.split_detail})" if self.split_detail else self.split
 
-    def scored(self) -> tuple[np.ndarray, np.ndarray]:  # the faces found: a missed face has no probabilities
-        return self.probs[self.found], self.y_true[self.found]
+    def has_probs(self) -> np.ndarray:  # the faces found: a missed face has no probabilities
+        return self.found
 
     @property
     def found_rate(self) -> float:
@@ -276,21 +278,27 @@ def _face_probs(face, class_names: list[str]) -> np.ndarray:
     return np.array([face.probs[name] for name in class_names], dtype=np.float32)
 
 
-def _detect_photo(recognizer, path: Path, faces: list[LabelledFace],
-                  min_iou: float) -> list[np.ndarray | None]:
-    """Probabilities of each labelled face of one photo from the full path (None: not found)."""
-    found = recognizer(path).faces
+Scored = tuple[np.ndarray, np.ndarray]  # a face's probabilities and the crop the classifier saw
+
+
+def _detect_photo(recognizer, path: Path, faces: list[LabelledFace], min_iou: float) -> list[Scored | None]:
+    """Each labelled face of one photo through the full path (None: not found)."""
+    result = recognizer(path)
+    found = result.faces
     if faces[0].box is None:  # a folder photo: its largest face
-        largest = max(found, key=lambda f: Detection(f.box, f.score).area, default=None)
-        return [None if largest is None else _face_probs(largest, recognizer.class_names)]
-    match = match_squared(np.array([f.box for f in faces]), [f.box for f in found], min_iou)
-    return [None if m < 0 else _face_probs(found[m], recognizer.class_names) for m in match]
+        largest = max(range(len(found)), key=lambda i: Detection(found[i].box, 1.0).area, default=-1)
+        match = np.array([largest])
+    else:
+        match = match_squared(np.array([f.box for f in faces]), [f.box for f in found], min_iou)
+    matched = [found[m] for m in match if m >= 0]
+    crops = iter(recognizer.crops(result.image, [Detection(f.box, f.score, f.landmarks) for f in matched]))
+    return [None if m < 0 else (_face_probs(found[m], recognizer.class_names), next(crops)) for m in match]
 
 
-def _classify_boxes(recognizer, path: Path, faces: list[LabelledFace]) -> list[np.ndarray]:
-    """Probabilities of the labelled boxes themselves, cropped as the Recognizer crops a detection."""
+def _classify_boxes(recognizer, path: Path, faces: list[LabelledFace]) -> list[Scored]:
+    """The labelled boxes themselves, cropped as the Recognizer crops a detection."""
     crops = recognizer.crops(load_image(path, mode="rgb"), [Detection(f.box, 1.0) for f in faces])
-    return list(recognizer.classifier.predict_proba(crops))
+    return list(zip(recognizer.classifier.predict_proba(crops), crops))
 
 
 def evaluate_faces(recognizer, faces: list[LabelledFace], dataset: str, match: str = "detect",
@@ -300,29 +308,30 @@ def evaluate_faces(recognizer, faces: list[LabelledFace], dataset: str, match: s
         raise ValueError(f"match must be 'detect' or 'boxes', got {match!r}")
     names = list(recognizer.class_names)
     kept, dropped = _keep_known(faces, names)
-    probs: list[np.ndarray | None] = [None] * len(kept)
+    scored: list[Scored | None] = [None] * len(kept)
     groups = faces_by_photo(kept)
     for path, index in tqdm(groups.items(), desc=dataset, unit="photo", leave=False,
                             disable=None if progress is None else not progress):
         photo = [kept[i] for i in index]
         got = _classify_boxes(recognizer, path, photo) if match == "boxes" else \
             _detect_photo(recognizer, path, photo, min_iou)
-        for i, p in zip(index, got):
-            probs[i] = p
-    return _photo_result(kept, probs, names, dataset,
-                         "largest" if kept[0].box is None else match, dropped)
+        for i, face in zip(index, got):
+            scored[i] = face
+    return _photo_result(kept, scored, names, dataset,
+                         "largest" if kept[0].box is None else match, dropped, recognizer.input_size)
 
 
-def _photo_result(faces: list[LabelledFace], probs: list[np.ndarray | None], names: list[str], dataset: str,
-                  mode: str, dropped: dict[str, int]) -> PhotoEvaluation:
-    found = np.array([p is not None for p in probs], dtype=bool)
-    matrix = np.stack([np.zeros(len(names), np.float32) if p is None else p for p in probs])
+def _photo_result(faces: list[LabelledFace], scored: list[Scored | None], names: list[str], dataset: str,
+                  mode: str, dropped: dict[str, int], size: int) -> PhotoEvaluation:
+    found = np.array([s is not None for s in scored], dtype=bool)
+    matrix = np.stack([np.zeros(len(names), np.float32) if s is None else s[0] for s in scored])
+    crops = np.stack([np.zeros((size, size), np.uint8) if s is None else s[1] for s in scored])
     y_pred = np.where(found, matrix.argmax(1), -1)
     y_true = np.array([names.index(f.label) for f in faces])
     sources = [f.where if f.box is None else f"{f.where}: {f.path.name} {[round(v) for v in f.box]}"
                for f in faces]
     return PhotoEvaluation("all", names, y_true, y_pred, matrix, dataset=dataset, mode=mode, found=found,
-                           sources=sources, dropped=dropped)
+                           sources=sources, dropped=dropped, crops=crops)
 
 
 def evaluate_boxes(recognizer, csv_path: str | os.PathLike, match: str = "detect", min_iou: float = MIN_IOU,
@@ -357,7 +366,8 @@ def evaluate_crops(classifier: FaceClassifier, data: FaceDataset, split: str = "
     sources = [str(s) for s in kept.sources] if kept.sources is not None else [""] * len(kept)
     return PhotoEvaluation(e.split, e.class_names, e.y_true, e.y_pred, e.probs, dataset=dataset or data.name,
                            mode="crops", found=np.ones(len(kept), dtype=bool), sources=sources,
-                           dropped=dropped, description=description, split_detail=split_detail)
+                           dropped=dropped, description=description, split_detail=split_detail,
+                           crops=kept.images)
 
 
 def dataset_name(path: str | os.PathLike) -> str:
@@ -404,6 +414,23 @@ def write_evaluation(out: str | os.PathLike, e: PhotoEvaluation) -> None:
                              title=title)
     if e.found.any():
         e.plot_reliability(out / "plots" / f"reliability_{e.split}.png", title=f"{e.dataset} ({e.mode})")
+    worst = e.top_losses()
+    if e.crops is not None and len(worst):
+        plots.plot_top_losses(e.crops, worst, e.y_true, e.probs, e.class_names,
+                              out / "plots" / f"top_losses_{e.split}.png")
+        write_text(out / f"top_losses_{e.split}.csv", top_losses_csv(e, worst))
+
+
+def top_losses_csv(e: PhotoEvaluation, worst: np.ndarray) -> str:
+    """The faces of the top-losses plot, in its order: where each comes from, its label and the answer."""
+    rows = [["rank", "source", "label", "answer", "p_answer", "p_label"]]
+    for rank, i in enumerate(worst, 1):
+        answer = int(e.probs[i].argmax())
+        rows.append([str(rank), e.sources[i], e.class_names[e.y_true[i]], e.class_names[answer],
+                     f"{e.probs[i, answer]:.4f}", f"{e.probs[i, e.y_true[i]]:.4f}"])
+    stream = io.StringIO()
+    csv.writer(stream, lineterminator="\n").writerows(rows)
+    return stream.getvalue()
 
 
 def write_evaluations(out: str | os.PathLike, evaluations: list[PhotoEvaluation],

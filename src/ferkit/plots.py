@@ -101,22 +101,40 @@ def plot_class_distribution(counts: dict[str, dict[str, int]], path: str | Path)
     return save_figure(fig, path)
 
 
+def _face_grid(images: np.ndarray, titles: list[str], colors: list[str], path: str | Path,
+               suptitle: str = "") -> Path:
+    """Gray faces in a near-square grid, each with a small coloured title."""
+    cols = int(np.ceil(np.sqrt(len(images)))) or 1
+    rows = int(np.ceil(len(images) / cols)) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, title, color in zip(axes.ravel(), images, titles, colors):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=7, color=color)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    return save_figure(fig, path)
+
+
 def plot_samples(images: np.ndarray, true: np.ndarray, pred: np.ndarray, probs: np.ndarray,
                  class_names: list[str], path: str | Path, count: int = 25, seed: int = 0) -> Path:
     """A grid of faces with predicted label and probability; green when right, red when wrong."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(images), size=min(count, len(images)), replace=False)
-    cols = int(np.ceil(np.sqrt(len(pick)))) or 1
-    rows = int(np.ceil(len(pick) / cols)) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, i in zip(axes.ravel(), pick):
-        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-        ok = pred[i] == true[i]
-        ax.set_title(f"{class_names[pred[i]]} {probs[i, pred[i]]:.0%}\ntrue: {class_names[true[i]]}",
-                     fontsize=7, color="green" if ok else "red")
-    return save_figure(fig, path)
+    titles = [f"{class_names[pred[i]]} {probs[i, pred[i]]:.0%}\ntrue: {class_names[true[i]]}" for i in pick]
+    return _face_grid(images[pick], titles, ["green" if pred[i] == true[i] else "red" for i in pick], path)
+
+
+def plot_top_losses(images: np.ndarray, picked: np.ndarray, true: np.ndarray, probs: np.ndarray,
+                    class_names: list[str], path: str | Path) -> Path:
+    """The faces `picked` (e.g. `Evaluation.top_losses()`), each titled with the model's answer and its
+    probability, and the label with the probability the model gave it."""
+    titles = [f"{class_names[probs[i].argmax()]} {probs[i].max():.0%}\n"
+              f"true: {class_names[true[i]]} {probs[i, true[i]]:.0%}" for i in picked]
+    return _face_grid(images[picked], titles, ["red"] * len(picked), path,
+                      suptitle=f"The {len(picked)} most confident mistakes (answer, then label)")
 
 
 def plot_over_time(seconds: list[int], means: np.ndarray, class_names: list[str], path: str | Path,
