@@ -48,3 +48,9 @@ def test_scores_count_a_missed_face_as_wrong(photo_peers):
     assert s["accuracy"] == 0.5 and s["found"] == 0.75 and s["on_found"] == pytest.approx(2 / 3)
     assert s["macro"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
     assert s["on_common"] == 0.5 and s["common"] == 2
+
+
+def test_class_rows_recall_counts_a_miss_and_share_counts_only_found_faces(photo_peers):
+    recall, share = photo_peers.class_rows(["happy", "happy", "sad", "sad"], ["happy", "", "happy", "sad"])
+    assert recall == {"happy": 0.5, "sad": 0.5}
+    assert share == {"happy": 2 / 3, "sad": 1 / 3}
