@@ -213,6 +213,7 @@ PHOTO_SHIFT = {
     "noise": dict(noise=0.5, noise_sigma=0.05),
     "tone": dict(brightness=0.2, contrast=0.3, gamma=0.4),
     "jpeg": dict(jpeg=0.5, jpeg_quality=20),
+    "yaw": dict(yaw=25.0),
 }
 
 
@@ -249,8 +250,8 @@ def test_photo_shift_transform_leaves_the_existing_draws_alone(name):
     for field in ("angle", "shift_x", "shift_y", "shear", "scale", "flip", "erase_box"):
         assert torch.equal(getattr(old, field), getattr(drawn, field)), field
     assert any(v is not None for v in (drawn.aspect, drawn.low_res, drawn.blur_sigma, drawn.brightness,
-                                       drawn.noise_sigma, drawn.jpeg_quality))
-    assert old.aspect is old.low_res is old.blur_sigma is old.gamma is old.jpeg_quality is None
+                                       drawn.noise_sigma, drawn.jpeg_quality, drawn.yaw))
+    assert old.aspect is old.low_res is old.blur_sigma is old.gamma is old.jpeg_quality is old.yaw is None
 
 
 def test_photo_shift_sees_through_the_normalisation():
@@ -363,11 +364,27 @@ def test_mixup_and_cutmix_together_split_the_batch():
     pasted = ((y == x) | (y == partner)).flatten(1).all(1)
     assert 60 < int(pasted.sum()) < 140
 
+def test_yaw_turns_the_face_towards_one_side_and_narrows_the_far_side():
+    x = torch.zeros(1, 1, H, W)
+    x[..., 16:32, 8:20] = 1.0  # two bars, the "eyes", left and right of the centre
+    x[..., 16:32, 28:40] = 1.0
+    p = params(1)
+    p.yaw = torch.tensor([0.0], dtype=torch.float64)
+    torch.testing.assert_close(transformed(dict(yaw=30.0), p, x), x, atol=1e-5, rtol=0)  # no turn
+    p.yaw = torch.tensor([30.0], dtype=torch.float64)
+    y = transformed(dict(yaw=30.0), p, x)[0, 0] > 0.5
+    row = y[24].int()
+    starts, ends = torch.where(row.diff() == 1)[0] + 1, torch.where(row.diff() == -1)[0] + 1
+    (near, far) = (ends - starts).tolist()  # the two bars' widths, 12 px each before the turn
+    assert far < 10 < 12 < near  # the side turned away narrows, the near side widens
+    assert centre_of_mass(y.float())[1] > (W - 1) / 2 + 2  # the features move towards the far side
+    assert int(y.any(1).sum()) == 16  # a turn about a vertical axis leaves the heights alone
+
 
 @pytest.mark.parametrize("kw", [dict(low_res=1.5), dict(jpeg_quality=0), dict(jpeg_quality=99),
                                 dict(contrast=1.5), dict(blur=(0.1, 0.2)), dict(noise_sigma=-1.0),
                                 dict(low_res_scale=0.0), dict(mixup=-0.2), dict(aspect="wide"),
-                                dict(erasing=(0.1, 0.2))])
+                                dict(erasing=(0.1, 0.2)), dict(yaw=90.0), dict(yaw=-5.0)])
 def test_bad_photo_shift_config_raises_config_error(kw):
     with pytest.raises(ConfigError):
         AugmentConfig(**kw)

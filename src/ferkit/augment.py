@@ -6,10 +6,11 @@ the image is resampled once however many transforms are on. Horizontal flips are
 flips (no resampling) and random erasing runs last, on the transformed image.
 
 Transforms aimed at the shift from FER2013 to faces in photos follow the affine step, in this order:
-aspect jitter (an anisotropic zoom, folded into the affine matrix), low resolution (down to a random
-fraction of the size and back up), Gaussian blur, brightness / contrast / gamma, Gaussian noise and JPEG
-compression. The last four work on pixel values in [0, 1] and clamp to it: the trainer hands the
-augmenter normalised input, x = (pixels − mean) / std, and says `mean` and `std` when it calls it.
+aspect jitter (an anisotropic zoom, folded into the affine matrix), a head turn (the face drawn on a
+vertical cylinder and turned about its axis, folded into the same sampling grid), low resolution (down
+to a random fraction of the size and back up), Gaussian blur, brightness / contrast / gamma, Gaussian
+noise and JPEG compression. The last four work on pixel values in [0, 1] and clamp to it: the trainer
+hands the augmenter normalised input, x = (pixels − mean) / std, and says `mean` and `std` when it calls it.
 Mixup and cutmix change the targets too, so they are `mix_batch`, which the trainer calls after the
 augmenter, where the loss sees the mixed targets.
 
@@ -60,14 +61,17 @@ class AugmentConfig:
     "reflection" or "zeros".
 
     The photo-shift transforms are numbers, never ranges. aspect a: the width over the height changes by
-    a factor in [1/(1+a), 1+a] (log-uniform; the area is kept). low_res p: probability of downscaling
-    (area) to a fraction in [low_res_scale, 1] of each side and back up (bilinear, as small detected
-    faces are). blur p: probability of a Gaussian blur with sigma uniform in [0, blur_sigma] pixels.
-    noise p: probability of Gaussian noise with a standard deviation uniform in [0, noise_sigma] of the
-    pixel range. brightness b: add [-b, b] of the pixel range; contrast c: scale about the image's mean by
-    [1 - c, 1 + c]; gamma g: raise to a power in [1/(1+g), 1+g] (log-uniform). jpeg p: probability of
-    JPEG compression at a quality uniform in [jpeg_quality, 95]. mixup α, cutmix α: Beta(α, α) share
-    of each sample mixed with its partner in the batch (see `mix_batch`); 0 turns them off.
+    a factor in [1/(1+a), 1+a] (log-uniform; the area is kept).
+    yaw y: the face turns by an angle uniform in [-y, y] degrees, as if drawn on a vertical cylinder as
+    wide as the frame (`turn_grid`): the far side narrows and the features move towards it.
+    low_res p: probability of downscaling (area) to a fraction in [low_res_scale, 1] of each side and
+    back up (bilinear, as small detected faces are). blur p: probability of a Gaussian blur with sigma
+    uniform in [0, blur_sigma] pixels. noise p: probability of Gaussian noise with a standard deviation
+    uniform in [0, noise_sigma] of the pixel range. brightness b: add [-b, b] of the pixel range;
+    contrast c: scale about the image's mean by [1 - c, 1 + c]; gamma g: raise to a power in
+    [1/(1+g), 1+g] (log-uniform). jpeg p: probability of JPEG compression at a quality uniform in
+    [jpeg_quality, 95]. mixup α, cutmix α: Beta(α, α) share of each sample mixed with its partner in the
+    batch (see `mix_batch`); 0 turns them off.
     """
 
     rotation: Range = option(10.0, "max rotation in degrees")
@@ -81,6 +85,7 @@ class AugmentConfig:
     fill_mode: str = option("nearest", "what shows outside the image after a transform",
                             choices=("nearest", "reflection", "zeros"))
     aspect: float = option(0.0, "max aspect-ratio change: width/height scaled by [1/(1+a), 1+a]")
+    yaw: float = option(0.0, "max head turn in degrees (the face on a vertical cylinder, turned)")
     low_res: float = option(0.0, "probability of downscaling to a random fraction and back up")
     low_res_scale: float = option(0.35, "smallest fraction of each side for --low-res")
     blur: float = option(0.0, "probability of a Gaussian blur")
@@ -117,6 +122,7 @@ class AugmentConfig:
         for name in ("aspect", "blur_sigma", "noise_sigma", "brightness", "gamma", "mixup", "cutmix"):
             self._check_number(name, 0.0, math.inf, "a number ≥ 0")
         self._check_number("contrast", 0.0, 1.0, "a number in [0, 1]")
+        self._check_number("yaw", 0.0, 60.0, "degrees in [0, 60]")
         self._check_number("low_res_scale", 1e-3, 1.0, "a fraction in (0, 1]")
         if isinstance(self.jpeg_quality, bool) or not isinstance(self.jpeg_quality, int) \
                 or not 1 <= self.jpeg_quality <= 95:
@@ -142,7 +148,8 @@ class AugmentConfig:
     @property
     def has_affine(self) -> bool:
         ranges = [self.bounds(n) for n in ("rotation", "width_shift", "height_shift", "shear")]
-        return any(r != (0.0, 0.0) for r in ranges) or self.zoom_range() != (1.0, 1.0) or self.aspect > 0
+        return any(r != (0.0, 0.0) for r in ranges) or self.zoom_range() != (1.0, 1.0) or self.aspect > 0 \
+            or self.yaw > 0
 
     @property
     def has_pixel_transforms(self) -> bool:
@@ -171,7 +178,7 @@ class AugmentParams:
     The photo-shift parameters are None while their transform is off. aspect: width/height factor;
     low_res: N×2 int64 (height, width) to downscale to, 0 for samples left alone; blur_sigma (pixels) and
     noise_sigma (pixel range): 0 for samples left alone; brightness, contrast, gamma: the shift, factor and
-    exponent; jpeg_quality: int64, 0 for samples left alone.
+    exponent; jpeg_quality: int64, 0 for samples left alone; yaw: degrees.
     """
 
     angle: torch.Tensor
@@ -189,6 +196,7 @@ class AugmentParams:
     gamma: torch.Tensor | None = None
     noise_sigma: torch.Tensor | None = None
     jpeg_quality: torch.Tensor | None = None
+    yaw: torch.Tensor | None = None
 
 
 class Augmenter:
@@ -262,6 +270,8 @@ class Augmenter:
         if cfg.jpeg > 0:
             quality = uniform(cfg.jpeg_quality, 96.0).floor().clamp(max=95.0)
             out["jpeg_quality"] = (chosen(cfg.jpeg) * quality).long()
+        if cfg.yaw > 0:  # drawn last, so that turning it on leaves the other draws as they were
+            out["yaw"] = uniform(-cfg.yaw, cfg.yaw)
         return out
 
     def _sample_boxes(
@@ -294,6 +304,8 @@ class Augmenter:
         if cfg.has_affine:
             theta = affine_theta(params, x.shape[-2], x.shape[-1]).to(x.dtype)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            if params.yaw is not None:
+                grid = turn_grid(grid, params.yaw)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode=_PADDING[cfg.fill_mode],
                               align_corners=False)
         if params.low_res is not None:
@@ -358,6 +370,18 @@ def affine_theta(params: AugmentParams, h: int, w: int) -> torch.Tensor:
     forward = shift @ rot @ shear @ zoom
     to_norm = torch.diag(torch.tensor([2 / w, 2 / h, 1.0], dtype=forward.dtype, device=forward.device))
     return (to_norm @ torch.linalg.inv(forward) @ torch.linalg.inv(to_norm))[:, :2]
+
+
+def turn_grid(grid: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """A sampling grid (N×H×W×2, normalised) that also turns each face by `degrees` about a vertical axis.
+
+    The face is taken as drawn on a cylinder whose radius is half the frame's width: a point seen at x
+    (in [-1, 1]) on the turned face sits at asin(x) − turn on the cylinder, so it comes from
+    x₀ = sin(asin(x) − turn) of the frontal image. Points beyond the cylinder's edge take its edge.
+    """
+    turn = torch.deg2rad(degrees).to(grid.dtype).view(-1, 1, 1)
+    x = torch.sin(torch.asin(grid[..., 0].clamp(-1.0, 1.0)) - turn)
+    return torch.stack([x, grid[..., 1]], dim=-1)
 
 
 def low_resolution(x: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
