@@ -14,7 +14,9 @@ its landmarks. The pose comes from the five landmarks:
 Face size is the labelled box's side in pixels of the expw-dev file (files are at most 256 px, so large
 faces are capped near 128 px; small ones are faces that were small in the photo). A labelled face that the
 detector misses counts as wrong in the size table; the pose tables cover the faces found (a missed face
-has no landmarks). --quick: 150 expw-dev faces and 300 PrivateTest frames drawn at random (seed 0).
+has no landmarks). ExpW's file names begin with the web-search word that found the photo ("angry_worker_133"),
+so a last table splits expw-dev by that word: what kind of photo each face comes from, beside its label.
+--quick: 150 expw-dev faces and 300 PrivateTest frames drawn at random (seed 0).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Scored:
     turn: float = np.nan
     tilt: float = np.nan
     side: float = np.nan
+    query: str = ""  # the search word of the face's photo (expw-dev)
 
 
 def pose(landmarks: np.ndarray) -> tuple[float, float]:
@@ -77,14 +80,46 @@ def expw_faces(recognizer: Recognizer, limit: int | None) -> list[Scored]:
     for face in faces:
         found = recognizer(face.path).faces
         match = match_squared([face.box], [f.box for f in found])[0]
-        side = float(face.box[2] - face.box[0])
+        side, query = float(face.box[2] - face.box[0]), search_word(face.path)
         if match < 0:
-            scored.append(Scored(face.label, "", side=side))
+            scored.append(Scored(face.label, "", side=side, query=query))
             continue
         hit = found[match]
         turn, tilt = pose(hit.landmarks) if hit.landmarks is not None else (np.nan, np.nan)
-        scored.append(Scored(face.label, hit.label, turn, tilt, side))
+        scored.append(Scored(face.label, hit.label, turn, tilt, side, query))
     return scored
+
+
+def search_word(path: Path) -> str:
+    """The ExpW query word of a photo, from its file name ("angry_worker_133_f0.jpg" → "angry")."""
+    return path.name.split("_", 1)[0].lower()
+
+
+def query_table(faces: list[Scored], min_faces: int = 40) -> None:
+    """expw-dev by search word: faces, their labels, the share the model calls angry, and its accuracy.
+    Words with fewer than `min_faces` faces are pooled."""
+    counts: dict[str, int] = {}
+    for f in faces:
+        counts[f.query] = counts.get(f.query, 0) + 1
+    common = [w for w, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= min_faces]
+    groups = [(w, [f for f in faces if f.query == w]) for w in common]
+    rest = [f for f in faces if f.query not in common]
+    groups += [(f"the other {len(counts) - len(common)} words", rest)] if rest else []
+    print("\nexpw-dev by the search word that found the photo (the file name's first word; all labelled "
+          "faces, a missed face is wrong)\n")
+    print("| search word | faces | labels, most common first | labelled angry | says angry (found) "
+          "| accuracy |")
+    print("|---|---|---|---|---|---|")
+    for word, group in groups:
+        labels: dict[str, int] = {}
+        for f in group:
+            labels[f.label] = labels.get(f.label, 0) + 1
+        mix = ", ".join(f"{k} {v}" for k, v in sorted(labels.items(), key=lambda kv: -kv[1])[:4])
+        found = [f for f in group if f.predicted]
+        angry = sum(f.predicted == "angry" for f in found) / max(len(found), 1)
+        right = sum(f.label == f.predicted for f in group) / len(group)
+        print(f"| {word} | {len(group)} ({len(group) / len(faces):.0%}) | {mix} "
+              f"| {labels.get('angry', 0) / len(group):.0%} | {angry:.0%} | {right:.1%} |")
 
 
 def subset(n: int, limit: int | None) -> np.ndarray:
@@ -187,6 +222,7 @@ def main() -> None:
     own, as_fer = reweighted(expw, fer)
     print(f"\nexpw-dev accuracy on found faces {own:.1%}; with its turn buckets weighted as FER2013 "
           f"PrivateTest's: {as_fer:.1%}")
+    query_table(expw)
 
 
 if __name__ == "__main__":

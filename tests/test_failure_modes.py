@@ -49,3 +49,18 @@ def test_buckets_cover_each_value_once(failure_modes):
     rows = failure_modes.bucket_rows(values, failure_modes.TURN_BINS, "")
     assert [name for name, _ in rows] == ["0–0.1", "0.1–0.2", "0.2–0.35", "≥ 0.35"]
     assert np.array_equal(np.sum([mask for _, mask in rows], axis=0), np.ones(len(values)))
+
+
+def test_search_word_is_the_expw_file_names_first_word(failure_modes):
+    assert failure_modes.search_word(Path("images/Angry_worker_133_f0.jpg")) == "angry"
+    assert failure_modes.search_word(Path("x/fighting_2_f1.jpg")) == "fighting"
+
+
+def test_query_table_pools_rare_words(failure_modes, capsys):
+    scored = failure_modes.Scored
+    faces = [scored("angry", "angry", query="angry")] * 3 + [scored("sad", "", query="mad"),
+                                                             scored("sad", "sad", query="awe")]
+    failure_modes.query_table(faces, min_faces=2)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert rows[0] == "| angry | 3 (60%) | angry 3 | 100% | 100% | 100.0% |"
+    assert rows[1] == "| the other 2 words | 2 (40%) | sad 2 | 0% | 0% | 50.0% |"
