@@ -32,6 +32,9 @@ def add_evaluate(sub) -> None:
     source.add_argument("--model", nargs="+", help="'default' (the bundled model), a .safetensors/.onnx "
                         "model file or a run directory; several models are scored as one ensemble (the mean "
                         "of their calibrated probabilities)")
+    p.add_argument("--against", nargs="+", metavar="MODEL",
+                   help="a second model (several: an ensemble) scored on the same faces; prints each model's "
+                   "accuracy with its 95%% interval, the faces only one gets right and McNemar's exact p")
     p.add_argument("--data", nargs="+", action="extend", metavar="PATH",
                    help="dataset(s); may be repeated (default with --run: the one the run was trained on)")
     p.add_argument("--format", default=None, help="crop dataset layout (default: the run's, or detect)")
@@ -65,6 +68,8 @@ def add_evaluate(sub) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.against and not args.data:
+        raise FerkitError("evaluate --against needs --data PATH: the datasets both models are scored on")
     if args.run and not args.data:
         return _evaluate_run(args)
     if not args.data:
@@ -74,18 +79,50 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate_photos import format_table, write_evaluations
 
     model = args.run or " + ".join(args.model)
-    classifier = _classifier(args, [Path(args.run)] if args.run else args.model)
-    recognizer = _LazyRecognizer(classifier, args.detector, _framing(args))
     _warn_unused_photo_flags(args)
-    plans = [_plan_evaluation(args, path, classifier, recognizer) for path in args.data]  # all inputs checked
+    plans = _plans(args, [Path(args.run)] if args.run else args.model)  # all inputs checked first
+    against = _plans(args, args.against) if args.against else []
     evaluations = [run() for run in plans]
     for e in evaluations:
         print(e.report_text(max_missed=10))
     print(format_table(evaluations, str(model)), end="")
+    baseline = [run() for run in against]
+    comparisons = _compare(evaluations, baseline, str(model), " + ".join(args.against or []))
     if args.out:  # files only once every dataset is done: a mistake in the last one leaves nothing behind
         write_evaluations(args.out, evaluations, str(model))
+        if comparisons:
+            _write_comparison(args.out, *comparisons)
         print(f"wrote metrics.json, report.txt and plots/ to {args.out}")
     return 0
+
+
+def _plans(args: argparse.Namespace, models: list) -> list:
+    """One evaluation to run per --data for `models` (one model, or an ensemble)."""
+    classifier = _classifier(args, models)
+    recognizer = _LazyRecognizer(classifier, args.detector, _framing(args))
+    return [_plan_evaluation(args, path, classifier, recognizer) for path in args.data]
+
+
+def _compare(evaluations: list, baseline: list, name: str, baseline_name: str):
+    """Print and return (markdown, rows, names) for --against; None without it."""
+    if not baseline:
+        return None
+    from .compare import compare, format_comparison
+
+    rows = [compare(a, b) for a, b in zip(evaluations, baseline)]
+    table = format_comparison(rows, name, baseline_name)
+    print("\npaired, on the same faces (accuracy with its 95 % Wilson interval; McNemar's exact test on the "
+          "faces only one model gets right):\n")
+    print(table, end="")
+    return table, rows, (name, baseline_name)
+
+
+def _write_comparison(out: str, table: str, rows: list, names: tuple[str, str]) -> None:
+    from .atomic import write_json, write_text
+
+    write_text(Path(out) / "comparison.md", table)
+    write_json(Path(out) / "comparison.json", {"a": names[0], "b": names[1],
+                                               "datasets": [r.to_dict() for r in rows]})
 
 
 def _classifier(args: argparse.Namespace, models: list):
