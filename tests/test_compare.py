@@ -68,3 +68,19 @@ def test_cli_against_without_data_is_one_error_line(capsys):
     assert main(["evaluate", "--model", "default", "--against", "default"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ferkit: error:") and "--against" in err[0]
+
+
+def test_cli_against_a_model_with_other_classes_fails_before_any_work(fer2013_small, tmp_path, capsys):
+    from ferkit.models import create_model
+    from ferkit.models.files import ModelInfo, save_model
+
+    five = save_model(tmp_path / "five.safetensors", create_model("fast_fer", num_classes=5).eval(),
+                      ModelInfo("fast_fer", ["angry", "disgust", "fear", "happy", "sad"]))
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", "default", "--against", str(five), "--data", str(fer2013_small),
+            "--no-progress", "--out", str(out)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ferkit: error: --against: its classes")
+    assert "accuracy" not in captured.out and not out.exists()

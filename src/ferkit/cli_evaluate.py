@@ -80,13 +80,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model = args.run or " + ".join(args.model)
     _warn_unused_photo_flags(args)
-    plans = _plans(args, [Path(args.run)] if args.run else args.model)  # all inputs checked first
-    against = _plans(args, args.against) if args.against else []
+    classifier, plans = _plans(args, [Path(args.run)] if args.run else args.model)  # all inputs checked first
+    against = _plans(args, args.against) if args.against else None
+    if against and list(against[0].class_names) != list(classifier.class_names):
+        raise ConfigError(f"--against: its classes {list(against[0].class_names)} are not the model's "
+                          f"{list(classifier.class_names)}; compare models with the same classes")
     evaluations = [run() for run in plans]
     for e in evaluations:
         print(e.report_text(max_missed=10))
     print(format_table(evaluations, str(model)), end="")
-    baseline = [run() for run in against]
+    baseline = [run() for run in against[1]] if against else []
     comparisons = _compare(evaluations, baseline, str(model), " + ".join(args.against or []))
     if args.out:  # files only once every dataset is done: a mistake in the last one leaves nothing behind
         write_evaluations(args.out, evaluations, str(model))
@@ -96,11 +99,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plans(args: argparse.Namespace, models: list) -> list:
-    """One evaluation to run per --data for `models` (one model, or an ensemble)."""
+def _plans(args: argparse.Namespace, models: list) -> tuple:
+    """The classifier of `models` (one model, or an ensemble) and one evaluation to run per --data."""
     classifier = _classifier(args, models)
     recognizer = _LazyRecognizer(classifier, args.detector, _framing(args))
-    return [_plan_evaluation(args, path, classifier, recognizer) for path in args.data]
+    return classifier, [_plan_evaluation(args, path, classifier, recognizer) for path in args.data]
 
 
 def _compare(evaluations: list, baseline: list, name: str, baseline_name: str):

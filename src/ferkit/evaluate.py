@@ -124,6 +124,8 @@ def write_reports(run_dir: str | Path, evaluations: list[Evaluation], history: l
         last = evaluations[-1]
         plots.plot_samples(samples.images, last.y_true, last.y_pred, last.probs, last.class_names,
                            plot_dir / f"samples_{last.split}.png")
-        plots.plot_top_losses(samples.images, last.top_losses(), last.y_true, last.probs, last.class_names,
-                              plot_dir / f"top_losses_{last.split}.png")
+        worst = last.top_losses()
+        if len(worst):
+            plots.plot_top_losses(samples.images, worst, last.y_true, last.probs, last.class_names,
+                                  plot_dir / f"top_losses_{last.split}.png")
     return metrics
