@@ -33,6 +33,7 @@ ONE_AT_A_TIME = {
     "affine + flip (the defaults)": None,
     "erasing 1.0": dict(erasing=1.0),
     "aspect 0.2": dict(aspect=0.2),
+    "yaw 25": dict(yaw=25.0),
     "low_res 1.0": dict(low_res=1.0),
     "blur 1.0 (sigma ≤ 1.5)": dict(blur=1.0),
     "noise 1.0": dict(noise=1.0),
