@@ -41,6 +41,7 @@ from peers import (  # noqa: E402
     peers_python_or_reason,
 )
 
+from ferkit.compare import mcnemar_exact  # noqa: E402
 from ferkit.data.images import load_image  # noqa: E402
 from ferkit.evaluate_photos import (  # noqa: E402
     MIN_IOU,
@@ -152,6 +153,29 @@ def table(rows: list[tuple[str, str, str, dict[str, float], int]]) -> None:
               f"{s['found']:.1%} | {s['on_found']:.1%} | {s['on_common']:.1%} ({s['common']}) |")
 
 
+def paired(labels: list[str], ours: list[str], theirs: list[str], mask: np.ndarray) -> tuple[int, int, float]:
+    """On the faces of `mask`: how many only ferkit gets right, only the peer, and McNemar's exact p."""
+    truth = np.array(labels)[mask]
+    right_ours, right_theirs = np.array(ours)[mask] == truth, np.array(theirs)[mask] == truth
+    only_ours, only_theirs = int((right_ours & ~right_theirs).sum()), int((right_theirs & ~right_ours).sum())
+    return only_ours, only_theirs, mcnemar_exact(only_ours, only_theirs)
+
+
+def paired_table(data: str, labels: list[str], models: dict[str, dict[str, list[str]]],
+                 common: np.ndarray) -> None:
+    """ferkit against each peer on the same faces: the faces only one of the two gets right, and p."""
+    print(f"\n{data}: ferkit against each peer, paired on the same faces (McNemar's exact test on the faces "
+          "only one of the two gets right; a missed face is wrong)\n")
+    print("| peer | path | faces | only ferkit right | only the peer right | McNemar p |")
+    print("|---|---|---|---|---|---|")
+    everyone = np.ones(len(labels), dtype=bool)
+    for peer in [m for m in models if m != "ferkit"]:
+        for path, title in (("detect", "full path"), ("boxes", "labelled boxes")):
+            for mask, which in ((everyone, "all"), (common, "every detector found")):
+                a, b, p = paired(labels, models["ferkit"][path], models[peer][path], mask)
+                print(f"| {peer} | {title} | {int(mask.sum())} ({which}) | {a} | {b} | {p:.2g} |")
+
+
 def class_rows(labels: list[str], predicted: list[str]) -> tuple[dict[str, float], dict[str, float]]:
     """Recall per labelled class, and the share of the faces found that the model gives each class."""
     truth, guess = np.array(labels), np.array(predicted)
@@ -205,9 +229,10 @@ def main() -> None:
         for path, title in (("detect", "full path"), ("boxes", "labelled boxes")):
             for model, predicted in models.items():
                 rows.append((name, model, title, scores(labels, predicted[path], common), len(faces)))
-        per_class.append((name, labels, models))
+        per_class.append((name, labels, models, common))
     table(rows)
-    class_table(*per_class[0])  # expw-dev; photos/expw has too few faces per class to read
+    class_table(*per_class[0][:3])  # expw-dev; photos/expw has too few faces per class to read
+    paired_table(*per_class[0])
 
 
 if __name__ == "__main__":

@@ -54,3 +54,12 @@ def test_class_rows_recall_counts_a_miss_and_share_counts_only_found_faces(photo
     recall, share = photo_peers.class_rows(["happy", "happy", "sad", "sad"], ["happy", "", "happy", "sad"])
     assert recall == {"happy": 0.5, "sad": 0.5}
     assert share == {"happy": 2 / 3, "sad": 1 / 3}
+
+
+def test_paired_counts_faces_only_one_model_gets_right_on_the_mask(photo_peers):
+    labels = ["happy", "sad", "sad", "angry", "fear"]
+    ours, theirs = ["happy", "sad", "", "angry", "sad"], ["sad", "sad", "sad", "", "fear"]
+    only_ours, only_theirs, p = photo_peers.paired(labels, ours, theirs, np.ones(5, dtype=bool))
+    assert (only_ours, only_theirs) == (2, 2) and p == 1.0
+    mask = np.array([True, True, False, True, False])
+    assert photo_peers.paired(labels, ours, theirs, mask)[:2] == (2, 0)
