@@ -1,0 +1,69 @@
+"""FER2013 (Kaggle folders) with every frame cut again by ferkit's inference path, for training on it.
+
+    .venv/bin/python scripts/reframe_fer2013.py ../shared/datasets/fer2013 data/fer2013-reframed
+
+Each 48×48 frame is shown 4× larger with a frame of context around it (as `benchmarks/face_framing.py`
+does to measure the framing), YuNet finds the face, and the landmark framing cuts it, exactly as
+`Recognizer` cuts a face in a photo. So a model trained on the result sees faces framed as it will see
+them in photos. A frame where YuNet finds no face is kept as it was (the count is printed). File names and
+folders stay those of the source (`train/<class>/Training_….jpg`), so FER2013's splits and FER+'s
+labels (`--ferplus`) still apply; the crops are written as JPEG at quality 100. Two processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from face_framing import upscaled  # noqa: E402
+
+from ferkit.faces import Framing, create_detector, crop_faces  # noqa: E402
+
+_detector = None
+
+
+def _reframe(job: tuple[Path, Path]) -> bool:
+    """Write `source` re-framed to `target`; False (and a plain copy) when no face is found."""
+    global _detector
+    if _detector is None:
+        _detector = create_detector("yunet")
+    source, target = job
+    target.parent.mkdir(parents=True, exist_ok=True)
+    gray = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+    found = [d for d in _detector.detect(upscaled(gray)) if d.landmarks is not None]
+    if not found:
+        shutil.copyfile(source, target)
+        return False
+    largest = max(found, key=lambda d: d.area)
+    crop = crop_faces(upscaled(gray), [largest], size=gray.shape[0], framing=Framing())[0]
+    cv2.imwrite(str(target), np.asarray(crop), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source")
+    parser.add_argument("target")
+    args = parser.parse_args()
+    source, target = Path(args.source), Path(args.target)
+    files = sorted(source.rglob("*.jpg"))
+    if not files:
+        sys.exit(f"reframe_fer2013: error: {source}: no .jpg files")
+    jobs = [(path, target / path.relative_to(source)) for path in files]
+    with Pool(2) as pool:
+        found = pool.map(_reframe, jobs, chunksize=256)
+    kept = len(files) - sum(found)
+    print(f"{len(files)} frames; re-framed {sum(found)}, kept as they were (no face found) {kept}")
+
+
+if __name__ == "__main__":
+    main()

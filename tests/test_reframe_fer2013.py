@@ -1,0 +1,43 @@
+"""scripts/reframe_fer2013.py: a FER2013 frame cut again by the inference path keeps its name and size."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reframe():
+    spec = importlib.util.spec_from_file_location("reframe_fer2013", ROOT / "scripts" / "reframe_fer2013.py")
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)  # it puts benchmarks/ on the path for face_framing
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+def test_a_frame_is_reframed_in_place_of_its_name(reframe, fer2013_dir, tmp_path):
+    source = sorted((fer2013_dir / "train" / "happy").glob("*.jpg"))[0]
+    target = tmp_path / "train" / "happy" / source.name
+    assert reframe._reframe((source, target)) is True
+    before = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+    after = cv2.imread(str(target), cv2.IMREAD_GRAYSCALE)
+    assert after.shape == before.shape == (48, 48)
+    assert np.abs(after.astype(int) - before.astype(int)).mean() > 1  # cut again, not copied
+
+
+def test_a_frame_without_a_face_is_kept_as_it_was(reframe, tmp_path):
+    source = tmp_path / "flat.jpg"
+    cv2.imwrite(str(source), np.full((48, 48), 128, np.uint8))
+    target = tmp_path / "out" / "flat.jpg"
+    assert reframe._reframe((source, target)) is False
+    assert target.read_bytes() == source.read_bytes()
