@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 FRONTAL = np.array([[30.0, 40.0], [70.0, 40.0], [50.0, 60.0], [35.0, 80.0], [65.0, 80.0]])
@@ -15,15 +15,7 @@ FRONTAL = np.array([[30.0, 40.0], [70.0, 40.0], [50.0, 60.0], [35.0, 80.0], [65.
 
 @pytest.fixture(scope="module")
 def failure_modes():
-    spec = importlib.util.spec_from_file_location("failure_modes", ROOT / "benchmarks" / "failure_modes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["failure_modes"] = module  # dataclasses look their module up there
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)  # it puts benchmarks/ on the path for its face_framing import
-    finally:
-        sys.path[:] = saved
-    return module
+    return load_script("benchmarks/failure_modes.py")
 
 
 def rotated(points: np.ndarray, degrees: float) -> np.ndarray:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")
 def label_agreement():
-    path = ROOT / "benchmarks" / "label_agreement.py"
-    spec = importlib.util.spec_from_file_location("label_agreement", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/label_agreement.py")
 
 
 def test_floor_on_agreed_faces(label_agreement):

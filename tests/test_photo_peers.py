@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ferkit.evaluate_photos import LabelledFace, faces_by_photo
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")
 def photo_peers():
-    spec = importlib.util.spec_from_file_location("photo_peers", ROOT / "benchmarks" / "photo_peers.py")
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)  # it puts src/ and benchmarks/ on the path for its imports
-    finally:
-        sys.path[:] = saved
-    return module
+    return load_script("benchmarks/photo_peers.py")
 
 
 def face(photo: str, box: tuple[float, float, float, float], label: str) -> LabelledFace:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")
 def reframe():
-    spec = importlib.util.spec_from_file_location("reframe_fer2013", ROOT / "scripts" / "reframe_fer2013.py")
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)  # it puts benchmarks/ on the path for face_framing
-    finally:
-        sys.path[:] = saved
-    return module
+    return load_script("scripts/reframe_fer2013.py")
 
 
 def test_a_frame_is_reframed_in_place_of_its_name(reframe, fer2013_dir, tmp_path):
