@@ -25,6 +25,7 @@ import argparse
 import os
 import platform
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +99,8 @@ def search_word(path: Path) -> str:
 def query_table(faces: list[Scored], min_faces: int = 40) -> None:
     """expw-dev by search word: faces, their labels, the share the model calls angry, and its accuracy.
     Words with fewer than `min_faces` faces are pooled."""
-    counts: dict[str, int] = {}
-    for f in faces:
-        counts[f.query] = counts.get(f.query, 0) + 1
-    common = [w for w, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= min_faces]
+    counts = Counter(f.query for f in faces)
+    common = [w for w, n in counts.most_common() if n >= min_faces]
     groups = [(w, [f for f in faces if f.query == w]) for w in common]
     rest = [f for f in faces if f.query not in common]
     groups += [(f"the other {len(counts) - len(common)} words", rest)] if rest else []
@@ -111,10 +110,8 @@ def query_table(faces: list[Scored], min_faces: int = 40) -> None:
           "| accuracy |")
     print("|---|---|---|---|---|---|")
     for word, group in groups:
-        labels: dict[str, int] = {}
-        for f in group:
-            labels[f.label] = labels.get(f.label, 0) + 1
-        mix = ", ".join(f"{k} {v}" for k, v in sorted(labels.items(), key=lambda kv: -kv[1])[:4])
+        labels = Counter(f.label for f in group)
+        mix = ", ".join(f"{k} {v}" for k, v in labels.most_common(4))
         found = [f for f in group if f.predicted]
         angry = sum(f.predicted == "angry" for f in found) / max(len(found), 1)
         right = sum(f.label == f.predicted for f in group) / len(group)

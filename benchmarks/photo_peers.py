@@ -41,7 +41,7 @@ from peers import (  # noqa: E402
     peers_python_or_reason,
 )
 
-from ferkit.compare import mcnemar_exact  # noqa: E402
+from ferkit.compare import discordant, mcnemar_exact  # noqa: E402
 from ferkit.data.images import load_image  # noqa: E402
 from ferkit.evaluate_photos import (  # noqa: E402
     MIN_IOU,
@@ -156,8 +156,7 @@ def table(rows: list[tuple[str, str, str, dict[str, float], int]]) -> None:
 def paired(labels: list[str], ours: list[str], theirs: list[str], mask: np.ndarray) -> tuple[int, int, float]:
     """On the faces of `mask`: how many only ferkit gets right, only the peer, and McNemar's exact p."""
     truth = np.array(labels)[mask]
-    right_ours, right_theirs = np.array(ours)[mask] == truth, np.array(theirs)[mask] == truth
-    only_ours, only_theirs = int((right_ours & ~right_theirs).sum()), int((right_theirs & ~right_ours).sum())
+    only_ours, only_theirs = discordant(np.array(ours)[mask] == truth, np.array(theirs)[mask] == truth)
     return only_ours, only_theirs, mcnemar_exact(only_ours, only_theirs)
 
 

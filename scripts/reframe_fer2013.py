@@ -31,20 +31,24 @@ from ferkit.faces import Framing, create_detector, crop_faces  # noqa: E402
 _detector = None
 
 
-def _reframe(job: tuple[Path, Path]) -> bool:
-    """Write `source` re-framed to `target`; False (and a plain copy) when no face is found."""
+def _reframe(job: tuple[Path, Path]) -> bool | None:
+    """Write `source` re-framed to `target`; False (and a plain copy) when no face is found, None (and
+    nothing written) when the file cannot be read as an image."""
     global _detector
     if _detector is None:
         _detector = create_detector("yunet")
     source, target = job
     target.parent.mkdir(parents=True, exist_ok=True)
     gray = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
-    found = [d for d in _detector.detect(upscaled(gray)) if d.landmarks is not None]
+    if gray is None:
+        return None
+    shown = upscaled(gray)
+    found = [d for d in _detector.detect(shown) if d.landmarks is not None]
     if not found:
         shutil.copyfile(source, target)
         return False
     largest = max(found, key=lambda d: d.area)
-    crop = crop_faces(upscaled(gray), [largest], size=gray.shape[0], framing=Framing())[0]
+    crop = crop_faces(shown, [largest], size=gray.shape[0], framing=Framing())[0]
     cv2.imwrite(str(target), np.asarray(crop), [cv2.IMWRITE_JPEG_QUALITY, 100])
     return True
 
@@ -57,12 +61,16 @@ def main() -> None:
     source, target = Path(args.source), Path(args.target)
     files = sorted(source.rglob("*.jpg"))
     if not files:
-        sys.exit(f"reframe_fer2013: error: {source}: no .jpg files")
+        print(f"reframe_fer2013: error: {source}: no .jpg files", file=sys.stderr)
+        sys.exit(2)
     jobs = [(path, target / path.relative_to(source)) for path in files]
     with Pool(2) as pool:
         found = pool.map(_reframe, jobs, chunksize=256)
-    kept = len(files) - sum(found)
-    print(f"{len(files)} frames; re-framed {sum(found)}, kept as they were (no face found) {kept}")
+    reframed, kept = found.count(True), found.count(False)
+    unreadable = [str(path) for path, ok in zip(files, found) if ok is None]
+    listed = f": {', '.join(unreadable[:5])}" if unreadable else ""
+    print(f"{len(files)} frames; re-framed {reframed}, kept as they were (no face found) {kept}, "
+          f"unreadable (left out) {len(unreadable)}{listed}")
 
 
 if __name__ == "__main__":

@@ -84,3 +84,9 @@ def test_cli_against_a_model_with_other_classes_fails_before_any_work(fer2013_sm
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ferkit: error: --against: its classes")
     assert "accuracy" not in captured.out and not out.exists()
+
+
+def test_discordant_counts_each_side():
+    from ferkit.compare import discordant
+
+    assert discordant([True, True, False, False], [True, False, True, True]) == (1, 2)

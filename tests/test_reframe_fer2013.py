@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -30,3 +32,20 @@ def test_a_frame_without_a_face_is_kept_as_it_was(reframe, tmp_path):
     target = tmp_path / "out" / "flat.jpg"
     assert reframe._reframe((source, target)) is False
     assert target.read_bytes() == source.read_bytes()
+
+
+def test_an_unreadable_file_is_left_out(reframe, tmp_path):
+    source = tmp_path / "broken.jpg"
+    source.write_text("not an image")
+    target = tmp_path / "out" / "broken.jpg"
+    assert reframe._reframe((source, target)) is None and not target.exists()
+
+
+def test_a_source_without_frames_is_one_error_line(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "scripts/reframe_fer2013.py", str(tmp_path), str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+    assert done.stderr.startswith("reframe_fer2013: error:")

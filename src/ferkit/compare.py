@@ -53,6 +53,12 @@ def wilson_interval(right: int, total: int, z: float = Z_95) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def discordant(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int]:
+    """(faces only A gets right, faces only B gets right), from the two models' per-face hits."""
+    right_a, right_b = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
+    return int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+
+
 def mcnemar_exact(only_a: int, only_b: int) -> float:
     """Two-sided p-value that the discordant faces split this unevenly if both models were equally good."""
     n = only_a + only_b
@@ -66,8 +72,7 @@ def compare(a: PhotoEvaluation, b: PhotoEvaluation) -> PairedComparison:
         raise ConfigError(f"{a.dataset}: the two models were not scored on the same faces and classes "
                           f"({len(a.y_true)} against {len(b.y_true)} faces; classes {a.class_names} against "
                           f"{b.class_names}); compare models with the same classes")
-    right_a, right_b = a.y_pred == a.y_true, b.y_pred == b.y_true
-    only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+    only_a, only_b = discordant(a.y_pred == a.y_true, b.y_pred == b.y_true)
     return PairedComparison(a.dataset, a.split_label, a.mode, len(a.y_true), a.accuracy, b.accuracy, only_a,
                             only_b, mcnemar_exact(only_a, only_b))
 

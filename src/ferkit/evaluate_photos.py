@@ -290,7 +290,7 @@ def _detect_photo(recognizer, path: Path, faces: list[LabelledFace], min_iou: fl
         match = np.array([largest])
     else:
         match = match_squared(np.array([f.box for f in faces]), [f.box for f in found], min_iou)
-    matched = [found[m] for m in match if m >= 0]
+    matched = [found[m] for m in match if m >= 0]  # cut again (cheap) to keep the user's path untouched
     crops = iter(recognizer.crops(result.image, [Detection(f.box, f.score, f.landmarks) for f in matched]))
     return [None if m < 0 else (_face_probs(found[m], recognizer.class_names), next(crops)) for m in match]
 
