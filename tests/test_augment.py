@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -429,3 +430,17 @@ def test_trainer_augments_with_its_normalisation_and_mixes_the_targets():
     labels = trainer.train_labels[:16]
     unmixed = plain.mix(x, labels)  # mixing off: the batch and its targets as they were
     assert unmixed[0] is x and unmixed[1] is labels
+
+
+def test_views_give_the_augmented_batch_and_its_geometry_alone():
+    """One draw, two views: the second is the first without degradations and erasing, moved the same way."""
+    x = faces(32)
+    every = {k: v for name, kw in PHOTO_SHIFT.items() if name != "yaw" for k, v in kw.items()}
+    cfg = AugmentConfig(rotation=10, width_shift=0.1, zoom=0.1, erasing=0.5, **every)
+    augmented, clean = Augmenter(cfg).views(x, torch.Generator().manual_seed(3))
+    assert torch.equal(augmented, Augmenter(cfg)(x, torch.Generator().manual_seed(3)))
+    params = Augmenter(cfg).sample(x.shape, torch.Generator().manual_seed(3), x.device)
+    undegraded = replace(params, low_res=None, blur_sigma=None, brightness=None, contrast=None, gamma=None,
+                         noise_sigma=None, jpeg_quality=None, erase_box=torch.zeros_like(params.erase_box))
+    assert torch.equal(clean, Augmenter(cfg).apply(x, undegraded))
+    assert not torch.equal(clean, augmented) and not torch.equal(clean, x)

@@ -434,3 +434,30 @@ def test_add_train_with_a_missing_folder_is_one_error_line(fer2013_small, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nowhere" in err[0] and err[0].startswith("ferkit: error:")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("view", ["augmented", "clean"])
+def test_the_teacher_sees_the_augmented_batch_or_its_clean_view(view):
+    """distill_view: the loss terms (the teacher) get the model's batch, or the same faces undegraded."""
+    rng = np.random.default_rng(0)
+    data = FaceDataset(images=rng.integers(0, 256, (16, 48, 48), dtype=np.uint8),
+                       labels=rng.integers(0, 7, 16), class_names=["a", "b", "c", "d", "e", "f", "g"])
+    degrade_only = AugmentConfig(rotation=0, width_shift=0, height_shift=0, zoom=0, horizontal_flip=False,
+                                 noise=1.0, blur=1.0, erasing=1.0)
+    cfg = TrainConfig(model="seed_cnn", batch_size=16, device="cpu", precision="fp32", threads=1,
+                      augment=degrade_only, distill_view=view)
+    trainer = Trainer(cfg, data, data, progress=False)
+    seen = {}
+    trainer.model.register_forward_pre_hook(lambda _, args: seen.setdefault("model", args[0].clone()))
+    trainer.loss_terms.append(lambda loss, logits, x: (seen.setdefault("teacher", x.clone()), loss)[1])
+    trainer.train_step(trainer.train_images, trainer.train_targets)
+    plain = prepare_input(trainer.train_images, trainer.mean, trainer.std, trainer.device, channels_last=True)
+    assert not torch.equal(seen["model"], plain)  # the model trains on degraded faces either way
+    assert torch.equal(seen["teacher"], plain if view == "clean" else seen["model"])
+
+
+def test_a_clean_teacher_view_refuses_mixing():
+    with pytest.raises(ConfigError, match="distill_view"):
+        TrainConfig(distill_view="clean", augment=AugmentConfig(mixup=0.2))
+    with pytest.raises(ConfigError, match="distill_view"):
+        TrainConfig(distill_view="sideways")

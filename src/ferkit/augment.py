@@ -296,6 +296,21 @@ class Augmenter:
 
         `generator` only draws the Gaussian noise and the noise that fills erased rectangles.
         """
+        cfg = self.config
+        x = self.apply_geometry(x, params)
+        if params.low_res is not None:
+            x = low_resolution(x, params.low_res)
+        if params.blur_sigma is not None:
+            x = gaussian_blur(x, params.blur_sigma)
+        if cfg.has_pixel_transforms:
+            x = self._on_pixels(x, params, generator, mean, std)
+        if cfg.erasing > 0:
+            x = self._erase(x, params.erase_box, generator)
+        return x
+
+    def apply_geometry(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        """The flip and the affine step (with aspect and head turn) of `apply` alone: the face moved as the
+        augmented one, without the photo-shift transforms and erasing. Draws nothing."""
         if x.ndim != 4 or not x.is_floating_point():
             raise ValueError(f"expected a float N×C×H×W tensor, got {x.dtype} of shape {tuple(x.shape)}")
         cfg = self.config
@@ -308,15 +323,14 @@ class Augmenter:
                 grid = turn_grid(grid, params.yaw)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode=_PADDING[cfg.fill_mode],
                               align_corners=False)
-        if params.low_res is not None:
-            x = low_resolution(x, params.low_res)
-        if params.blur_sigma is not None:
-            x = gaussian_blur(x, params.blur_sigma)
-        if cfg.has_pixel_transforms:
-            x = self._on_pixels(x, params, generator, mean, std)
-        if cfg.erasing > 0:
-            x = self._erase(x, params.erase_box, generator)
         return x
+
+    def views(self, x: torch.Tensor, generator: torch.Generator | None = None, *, mean: float = 0.0,
+              std: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the augmented batch, the same batch with its geometry alone): one draw, two views of it, for a
+        teacher that sees the face as the student does but without the degradations."""
+        params = self.sample(x.shape, generator, x.device)
+        return self.apply(x, params, generator, mean=mean, std=std), self.apply_geometry(x, params)
 
     def _on_pixels(self, x: torch.Tensor, params: AugmentParams, generator: torch.Generator | None,
                    mean: float, std: float) -> torch.Tensor:

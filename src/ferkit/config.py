@@ -11,6 +11,8 @@ from .data import FORMATS, LABEL_MODES
 from .errors import ConfigError
 from .options import build, merge, option, read_recipe, recipe_text
 
+DISTILL_VIEWS = ("augmented", "clean")  # what a teacher sees (TrainConfig.distill_view)
+
 
 @dataclass
 class TrainConfig:
@@ -71,6 +73,9 @@ class TrainConfig:
                                 default_factory=list)
     distill_weight: float = option(0.5, "loss = (1 - w) · cross-entropy + w · T² · KL(teacher ‖ model)")
     distill_temperature: float = option(1.0, "softmax temperature T of the distillation term")
+    distill_view: str = option("augmented", "what the teacher sees: 'augmented' (the model's batch) or "
+                               "'clean' (the same flips, turns and shifts without the photo-shift "
+                               "degradations and erasing)", choices=DISTILL_VIEWS)
     augment: AugmentConfig = option(help="augmentation", default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -81,7 +86,7 @@ class TrainConfig:
         for name, allowed in (("optimizer", ("adam", "adamw", "sgd")),
                               ("scheduler", ("cosine", "plateau", "none")),
                               ("precision", ("auto", "fp32", "bf16")), ("data_format", ("auto", *FORMATS)),
-                              ("labels", LABEL_MODES)):
+                              ("labels", LABEL_MODES), ("distill_view", DISTILL_VIEWS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; use {', '.join(allowed)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -104,6 +109,9 @@ class TrainConfig:
         if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
             raise ConfigError(f"distill weight must be in [0, 1] and temperature > 0 (got "
                               f"{self.distill_weight:g}, {self.distill_temperature:g})")
+        if self.distill_view == "clean" and self.augment.mixes:
+            raise ConfigError("distill_view 'clean' cannot be combined with mixup or cutmix: the teacher "
+                              "would see unmixed faces")
 
     @classmethod
     def from_dict(cls, raw: dict) -> TrainConfig:

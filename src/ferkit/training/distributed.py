@@ -123,6 +123,12 @@ class _GlobalBatchAugment:
         whole = self.augment(self.whole, generator=generator, **normalisation)
         return whole[self.world.rank::self.world.size]
 
+    def views(self, x: torch.Tensor, generator: torch.Generator | None = None,
+              **normalisation: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """`Augmenter.views` of the global batch, this rank's rows of each."""
+        views = self.augment.views(self.whole, generator=generator, **normalisation)
+        return tuple(v[self.world.rank::self.world.size] for v in views)
+
 
 class DistributedTrainer(Trainer):
     """A `Trainer` that is one of torchrun's processes (see the module's description)."""

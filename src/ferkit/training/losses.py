@@ -23,7 +23,8 @@ def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temper
 
 
 class Distillation:
-    """(1 - weight) · loss + weight · distillation_loss; the teacher sees the model's augmented batch."""
+    """(1 - weight) · loss + weight · distillation_loss. The teacher sees the batch the trainer passes: the
+    model's augmented batch, or its clean view (`TrainConfig.distill_view`)."""
 
     def __init__(self, teacher: SupportsLogits, weight: float, temperature: float) -> None:
         self.teacher, self.weight, self.temperature = teacher, weight, temperature

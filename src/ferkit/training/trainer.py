@@ -28,7 +28,7 @@ from ..config import TrainConfig
 from ..data.dataset import FaceDataset
 from ..errors import ConfigError, DataError, ModelFileError
 from ..models import create_model, resolve
-from ..models.classifier import autocast, prepare_input, resolve_device, resolve_precision
+from ..models.classifier import autocast, prepare_input, resolve_device, resolve_precision, to_input
 from ..models.files import load_model
 from ..models.transfer import load_all_but_head
 from .callbacks import Callback
@@ -168,17 +168,27 @@ class Trainer:
             return x, targets
         return mix_batch(x, targets, len(self.class_names), aug.mixup, aug.cutmix, self.augment_generator)
 
+    def inputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The augmented batch the model trains on, and the teacher's own view of it: the same faces with
+        their geometry alone (`distill_view: clean`), or None when the teacher sees the augmented batch."""
+        channels_last = self.device.type == "cpu"
+        options = {"generator": self.augment_generator, "mean": self.mean, "std": self.std}
+        if self.cfg.distill_view != "clean":
+            return prepare_input(images, self.mean, self.std, self.device, channels_last,
+                                 augment=partial(self.augment, **options)), None
+        views = self.augment.views(to_input(images.to(self.device), self.mean, self.std), **options)
+        x, clean = (v.contiguous(memory_format=torch.channels_last) if channels_last else v for v in views)
+        return x, clean
+
     def train_step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on uint8 images N×H×W (augmented here) against `targets` (class indices, or
         distributions N×C); returns loss and logits, detached."""
         self.model.train()
-        x = prepare_input(images, self.mean, self.std, self.device, channels_last=self.device.type == "cpu",
-                          augment=partial(self.augment, generator=self.augment_generator, mean=self.mean,
-                                          std=self.std))
+        x, teacher_view = self.inputs(images)
         x, targets = self.mix(x, targets)
         with autocast(self.device, self.precision):
             logits = self.model(x).float()
-            loss = self.loss(logits, x, targets)
+            loss = self.loss(logits, x if teacher_view is None else teacher_view, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
