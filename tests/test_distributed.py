@@ -187,3 +187,20 @@ def test_torchrun_command_line(faces, tmp_path):
     assert "× 2 processes (global batch 32)" in done.stdout
     assert done.stdout.count("epoch   1/1") == 1  # rank 0 alone logs
     assert (out / "metrics.json").is_file()
+
+
+def test_each_rank_gets_its_rows_of_both_views_of_the_global_batch():
+    """--distill-view clean under torchrun: the augmented batch and the teacher's clean view are drawn for
+    the whole global batch, so the ranks' rows together are one process's two views."""
+    from ferkit.augment import Augmenter
+    from ferkit.training.distributed import World, _GlobalBatchAugment
+
+    whole = torch.rand(10, 1, SIZE, SIZE)
+    augmenter = Augmenter(AugmentConfig(rotation=10, erasing=0.5, blur=0.5, noise=0.5))
+    alone = augmenter.views(whole, torch.Generator().manual_seed(2))
+    for rank in range(2):
+        share = _GlobalBatchAugment(augmenter, World(rank=rank, local_rank=rank, size=2, local_size=2))
+        share.whole = whole
+        views = share.views(whole[rank::2], torch.Generator().manual_seed(2))
+        for view, reference in zip(views, alone, strict=True):
+            assert torch.equal(view, reference[rank::2])

@@ -155,7 +155,8 @@ class Trainer:
     # ------------------------------------------------------------------ steps
 
     def loss(self, logits: torch.Tensor, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy against `targets` (class indices N, or distributions N×C), then the loss terms."""
+        """Cross-entropy against `targets` (class indices N, or distributions N×C), then the loss terms, which
+        see `x`: the model's batch, or the teacher's view of it (`inputs`)."""
         loss = self.criterion(logits, targets)
         for term in self.loss_terms:
             loss = term(loss, logits, x)
