@@ -445,7 +445,7 @@ def test_the_teacher_sees_the_augmented_batch_or_its_clean_view(view):
     degrade_only = AugmentConfig(rotation=0, width_shift=0, height_shift=0, zoom=0, horizontal_flip=False,
                                  noise=1.0, blur=1.0, erasing=1.0)
     cfg = TrainConfig(model="seed_cnn", batch_size=16, device="cpu", precision="fp32", threads=1,
-                      augment=degrade_only, distill_view=view)
+                      augment=degrade_only, distill_view=view, teacher=["train_run loads it"])
     trainer = Trainer(cfg, data, data, progress=False)
     seen = {}
     trainer.model.register_forward_pre_hook(lambda _, args: seen.setdefault("model", args[0].clone()))
@@ -458,6 +458,8 @@ def test_the_teacher_sees_the_augmented_batch_or_its_clean_view(view):
 
 def test_a_clean_teacher_view_refuses_mixing():
     with pytest.raises(ConfigError, match="distill_view"):
-        TrainConfig(distill_view="clean", augment=AugmentConfig(mixup=0.2))
+        TrainConfig(distill_view="clean", teacher=["default"], augment=AugmentConfig(mixup=0.2))
+    with pytest.raises(ConfigError, match="give one with --teacher"):
+        TrainConfig(distill_view="clean")
     with pytest.raises(ConfigError, match="distill_view"):
         TrainConfig(distill_view="sideways")

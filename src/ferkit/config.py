@@ -109,6 +109,8 @@ class TrainConfig:
         if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
             raise ConfigError(f"distill weight must be in [0, 1] and temperature > 0 (got "
                               f"{self.distill_weight:g}, {self.distill_temperature:g})")
+        if self.distill_view == "clean" and not self.teacher:
+            raise ConfigError("distill_view 'clean' is what a teacher sees; give one with --teacher")
         if self.distill_view == "clean" and self.augment.mixes:
             raise ConfigError("distill_view 'clean' cannot be combined with mixup or cutmix: the teacher "
                               "would see unmixed faces")
