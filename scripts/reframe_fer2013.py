@@ -1,6 +1,6 @@
 """FER2013 (Kaggle folders) with every frame cut again by ferkit's inference path, for training on it.
 
-    .venv/bin/python scripts/reframe_fer2013.py ../shared/datasets/fer2013 data/fer2013-reframed
+    .venv/bin/python scripts/reframe_fer2013.py ../shared/datasets/fer2013 ../fer2013-reframed
 
 Each 48×48 frame is shown 4× larger with a frame of context around it (as `benchmarks/face_framing.py`
 does to measure the framing), YuNet finds the face, and the landmark framing cuts it, exactly as

@@ -296,8 +296,12 @@ class Augmenter:
 
         `generator` only draws the Gaussian noise and the noise that fills erased rectangles.
         """
+        return self._degrade(self.apply_geometry(x, params), params, generator, mean, std)
+
+    def _degrade(self, x: torch.Tensor, params: AugmentParams, generator: torch.Generator | None,
+                 mean: float, std: float) -> torch.Tensor:
+        """What `apply` does after the geometry: the photo-shift transforms, then erasing."""
         cfg = self.config
-        x = self.apply_geometry(x, params)
         if params.low_res is not None:
             x = low_resolution(x, params.low_res)
         if params.blur_sigma is not None:
@@ -330,7 +334,8 @@ class Augmenter:
         """(the augmented batch, the same batch with its geometry alone): one draw, two views of it, for a
         teacher that sees the face as the student does but without the degradations."""
         params = self.sample(x.shape, generator, x.device)
-        return self.apply(x, params, generator, mean=mean, std=std), self.apply_geometry(x, params)
+        moved = self.apply_geometry(x, params)
+        return self._degrade(moved, params, generator, mean, std), moved
 
     def _on_pixels(self, x: torch.Tensor, params: AugmentParams, generator: torch.Generator | None,
                    mean: float, std: float) -> torch.Tensor:
