@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 import warnings
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 import torch
+from machine import cpu_line
 
 from ferkit.models import create_model, list_models
 from ferkit.summary import count_flops
@@ -98,7 +98,7 @@ def main() -> None:
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {threads} threads, "
-          f"{platform.processor() or platform.machine()}")
+          f"{cpu_line()}")
     print(f"faces/s on {IN_SIZE}×{IN_SIZE}×1 inputs, best of {WINDOWS} windows; MMACs per face")
     print(f"{'model':<18}{'params':>9}{'MMACs':>8}{'batch':>7}{'fp32':>10}{'bf16+CL':>10}"
           f"{'onnxrt':>10}  best")

@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_vs_keras import cpu_model, load_average  # noqa: E402
+from machine import cpu_line  # noqa: E402
+from train_vs_keras import load_average  # noqa: E402
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS", ROOT.parent / "shared" / "datasets"))
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -66,7 +67,7 @@ def main() -> None:
         args.max_per_class, args.rounds = 100, 2
     if not TORCHRUN.is_file():
         raise SystemExit(f"ddp_speed: error: no torchrun beside {sys.executable}")
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; load average before: {load_average()}")
+    print(f"CPU: {cpu_line()}; load average before: {load_average()}")
     print(f"{args.model}, FER2013 Training at most {args.max_per_class} faces per class, one epoch, global "
           f"batch 64, {args.rounds} rounds taking turns\n")
     train: dict[str, list[float]] = {name: [] for name in SETUPS}

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -35,6 +33,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import cpu_line  # noqa: E402
 
 from ferkit.data.images import load_image  # noqa: E402
 from ferkit.errors import FerkitError  # noqa: E402
@@ -117,11 +118,8 @@ def print_table(dataset: str, tallies: dict[str, Tally], total: int, images: int
 
 
 def machine_line(threads: int) -> str:
-    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(
-        ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")),
-        platform.processor() or "unknown CPU")
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    return f"CPU: {model}, {os.cpu_count()} cores, torch threads {threads}; load average {load}"
+    return f"CPU: {cpu_line()}, torch threads {threads}; load average {load}"
 
 
 def build_detectors(names: list[str]) -> dict[str, Detector]:

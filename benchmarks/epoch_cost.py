@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_vs_keras import cpu_model, load_average  # noqa: E402
+from machine import cpu_line  # noqa: E402
+from train_vs_keras import load_average  # noqa: E402
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS", ROOT.parent / "shared" / "datasets"))
 
@@ -60,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}; "
+    print(f"CPU: {cpu_line()}; torch {torch.__version__}; "
           f"load average before: {load_average()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from machine import cpu_line
 
 from ferkit.data import load_dataset
 from ferkit.faces import DEFAULT_DETECTOR
@@ -130,11 +129,8 @@ def margin_table(path: Path, public: np.ndarray, private: np.ndarray) -> list[st
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(
-        ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")),
-        platform.processor())
-    return (f"{model}, {os.cpu_count()} cores; torch {torch.__version__} ({torch.get_num_threads()} "
-            f"threads), onnxruntime {ort.__version__}")
+    return (f"{cpu_line()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"onnxruntime {ort.__version__}")
 
 
 def load_average() -> str:

@@ -28,6 +28,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 QUICK_MD = ROOT / "artifacts" / "BENCHMARKS.quick.md"
@@ -115,7 +118,7 @@ JOBS = [
 
 
 def machine_block(quick: bool) -> str:
-    cpu = _cpu_model()
+    cpu = cpu_line()
     versions = []
     for module in ("torch", "onnxruntime", "cv2"):
         try:
@@ -124,28 +127,9 @@ def machine_block(quick: bool) -> str:
             versions.append(f"{module} missing")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     mode = "--quick: small subsets, not comparable with the full tables" if quick else "full runs"
-    bf16 = "with" if _cpu_has("avx512_bf16") else "without"
-    return (f"Measured {datetime.date.today().isoformat()} by `benchmarks/run_all.py` ({mode}) on {cpu} "
-            f"({bf16} AVX-512 BF16), "
-            f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, {', '.join(versions)}; "
+    return (f"Measured {datetime.date.today().isoformat()} by `benchmarks/run_all.py` ({mode}) on {cpu}, "
+            f"Python {platform.python_version()}, {', '.join(versions)}; "
             f"load average before the first job: {load}.\n")
-
-
-def _cpu_has(flag: str) -> bool:
-    try:
-        return flag in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "an unknown CPU"
 
 
 def run_job(job: Job, quick: bool) -> tuple[str | None, str]:
@@ -181,7 +165,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="small subsets; write artifacts/BENCHMARKS.quick.md")
-    parser.add_argument("--only", help="comma-separated job names (default: all)")
+    parser.add_argument("--only", help="comma-separated job names (default: all); the machine line "
+                        "of the last full run stays")
     parser.add_argument("--list", action="store_true", help="list the jobs and their commands, run nothing")
     args = parser.parse_args()
     jobs = _selected(args.only)
@@ -193,7 +178,8 @@ def main() -> int:
     from ferkit.atomic import write_text
 
     text = BENCHMARKS_MD.read_text()
-    text = replace_block(text, "machine", machine_block(args.quick))
+    if not args.only:  # the machine line names the full run; a partial rerun's blocks name their own CPU
+        text = replace_block(text, "machine", machine_block(args.quick))
     failures = []
     for job in jobs:
         replace_block(text, job.name, "")  # fail before running anything long if a marker is missing

@@ -16,7 +16,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+
+from machine import cpu_line
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = Path(os.environ.get("FERKIT_DATASETS", ROOT.parent / "shared" / "datasets")) / "photos"
@@ -166,9 +167,7 @@ def main() -> int:
         "status": {str(k): v for k, v in sorted(statuses.items())}, "connection_errors": dict(errors),
         "server_rss_mb": {"after_warmup": round(memory[0]), "end": round(memory[-1]),
                           "max": round(max(memory)), "every_10s": [round(m) for m in memory[::10]]},
-        "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), platform.processor()),
-        "cores": os.cpu_count(), "load_average_before": [round(v, 2) for v in load_before],
+        "cpu": cpu_line(), "load_average_before": [round(v, 2) for v in load_before],
     }
     print(json.dumps(result, indent=2))
     if args.json:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_line
 from peers import peers_python_or_reason
 from torch import nn
 
@@ -50,13 +50,6 @@ KERAS_SETTINGS = [
     {"name": "mixed_bfloat16, 1 worker", "precision": "mixed_bfloat16", "workers": 1},
     {"name": "mixed_bfloat16, 2 workers", "precision": "mixed_bfloat16", "workers": 2},
 ]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def load_average() -> str:
@@ -185,7 +178,7 @@ def start_keras(faces: FaceDataset, augment: AugmentConfig, settings: list[dict]
 
 def print_header(args: argparse.Namespace, cfg: TrainConfig, trainer: Trainer, keras: KerasPipeline | None,
                  load_before: str) -> None:
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; load average before: {load_before}")
+    print(f"CPU: {cpu_line()}; load average before: {load_before}")
     print(f"torch {torch.__version__}: {torch.get_num_threads()} threads, {torch.get_num_interop_threads()} "
           f"inter-op; ferkit precision {trainer.precision}, channels-last")
     if keras is not None:

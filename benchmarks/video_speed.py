@@ -41,6 +41,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
 sys.path.insert(0, str(BENCHMARKS))
 
+from machine import cpu_line  # noqa: E402
 from peers import ferkits_opencv, peers_python_or_reason  # noqa: E402
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -198,9 +199,7 @@ def measure_fer(clip: Path, work: Path, python: Path) -> dict:
 # ---------------------------------------------------------------- the report
 
 def machine_line() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), "?")
-    return f"CPU: {model}, {os.cpu_count()} cores; load average {load_average()}"
+    return f"CPU: {cpu_line()}; load average {load_average()}"
 
 
 def duration(seconds: float) -> str:
