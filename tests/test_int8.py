@@ -51,6 +51,22 @@ def test_bundled_model_ships_a_current_int8_twin():
     assert int8_problem(bundled_model_path()) is None
 
 
+def largest_int8_weight(twin) -> int:
+    """The largest |value| among a twin's int8 tensors (its weights; biases are int32)."""
+    from onnx import TensorProto, numpy_helper
+
+    proto = read_onnx_file(twin)[0]
+    return max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
+               for t in proto.graph.initializer if t.data_type == TensorProto.INT8)
+
+
+def test_twin_weights_cannot_saturate_on_cpus_without_vnni():
+    """On AVX2 ONNX Runtime sums pairs of uint8 × int8 products in 16 bits: 255·(|w1| + |w2|) must stay
+    ≤ 32,767, which 7-bit weights (|w| ≤ 64) guarantee. A VNNI CPU would not notice 8-bit weights; this
+    test does."""
+    assert largest_int8_weight(int8_path(bundled_model_path())) <= 64
+
+
 def test_paths_may_be_given_as_strings(test_faces, bundled_int8):
     assert int8_problem(str(bundled_model_path())) is None
     assert int8_path(str(bundled_model_path())) == int8_path(bundled_model_path())
@@ -107,6 +123,7 @@ def test_export_int8_then_auto_uses_it_until_the_weights_change(own_model, fer20
     assert int8_path(own_model).is_file() and str(int8_path(own_model)) in capsys.readouterr().out
     provenance = json.loads(read_onnx_file(int8_path(own_model))[1][INT8_PROPERTY])
     assert "PublicTest" in provenance["margin_chosen_on"] and provenance["recheck_margin"] in MARGIN_GRID
+    assert largest_int8_weight(int8_path(own_model)) <= 64
     assert type(backend_of(load_classifier(own_model))) is Int8Classifier
     assert OnnxClassifier.load(int8_path(own_model)).precision == "int8"
     model, info = load_model(own_model)

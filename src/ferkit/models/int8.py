@@ -1,11 +1,11 @@
 """int8 models for ONNX Runtime: static quantisation, and a classifier that re-checks near-ties in fp32.
 
-Static QDQ quantisation (per-channel int8 weights, uint8 activations with percentile ranges calibrated on
-FER2013 Training faces, never test faces) runs the bundled model about 3× faster on an AVX-512 VNNI CPU, but
-on its own it changes the label of about 1 % of faces: those whose two best classes are within a few
+Static QDQ quantisation (per-channel 7-bit int8 weights, uint8 activations with percentile ranges calibrated
+on FER2013 Training faces, never test faces) runs the bundled model 2–3× faster than fp32 (more on a VNNI
+CPU), but on its own it changes the label of 1–2 % of faces: those whose two best classes are within a few
 hundredths. `Int8Classifier` therefore runs every face in int8 and runs again in fp32 only the faces whose
 top-two probabilities are closer than `recheck_margin` (chosen on the validation split when the twin is made;
-about 1 % of faces); those get the fp32 answer exactly. BENCHMARKS.md ("Classifier speed") has the agreement
+about 5 % of faces); those get the fp32 answer exactly. BENCHMARKS.md ("Classifier speed") has the agreement
 with fp32 and the speed.
 
 A model's int8 twin sits beside its weights (`default.safetensors` → `default.int8.onnx`) and records the
@@ -105,6 +105,12 @@ def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> byt
     Every layer, the one-channel stem too: kept in fp32 the stem itself runs several times faster, but
     converting its output between ONNX Runtime's fp32 and int8 memory layouts cost more than that saved
     (a one-off profile; BENCHMARKS.md, "Classifier speed").
+
+    Weights use 7 of their 8 bits (`reduce_range`): on x86 CPUs without VNNI (AVX2, AVX-512 before VNNI)
+    ONNX Runtime multiplies uint8 activations by int8 weights with VPMADDUBSW, which adds each pair of
+    products into 16 bits and clamps: with 8-bit weights a pair can reach 2·255·127 = 64,770 and the sums
+    saturate (there the 8-bit twin kept only 80 % of fp32's labels). 7-bit weights keep every pair within
+    2·255·64 = 32,640, so every CPU computes the same integers and the re-check margin holds everywhere.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -134,7 +140,8 @@ def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> byt
         quant_pre_process(str(source), str(prepared))
         with contextlib.redirect_stdout(io.StringIO()):  # the percentile calibrator prints its progress
             quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=True, reduce_range=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.Percentile,
                             extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
         return out.read_bytes()
