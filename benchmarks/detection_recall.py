@@ -123,10 +123,14 @@ def machine_line(threads: int) -> str:
 
 
 def build_detectors(names: list[str]) -> dict[str, Detector]:
+    """Each named detector; yunet also as OpenCV's `cv2.FaceDetectorYN` runs it (same network, same
+    decoding, another engine), so the two engines' speeds compare in one run."""
     detectors = {}
     for name in names:
         try:
             detectors[name] = create_detector(name)
+            if name == "yunet":
+                detectors["yunet (OpenCV engine)"] = create_detector(name, engine="opencv")
         except FerkitError as exc:
             print(f"{name}: unavailable: {exc}")
     return detectors

@@ -1,4 +1,4 @@
-"""YuNet, the bundled fast face detector (OpenCV's FaceDetectorYN), as a ferkit Detector."""
+"""YuNet, the bundled fast face detector (ONNX Runtime, or OpenCV's FaceDetectorYN), as a ferkit Detector."""
 
 from __future__ import annotations
 
@@ -52,6 +52,31 @@ def test_blank_picture_and_bad_options(yunet):
     assert yunet.detect(np.full((240, 320, 3), 128, np.uint8)) == []
     with pytest.raises(ConfigError, match="thresholds must be in"):
         create_detector("yunet", score_threshold=1.5)
+    with pytest.raises(ConfigError, match="engine must be one of onnxruntime, opencv"):
+        create_detector("yunet", engine="tensorflow")
+
+
+def test_onnxruntime_engine_finds_what_opencv_finds(yunet, photos_dir):
+    """The default engine decodes the network's outputs itself; OpenCV's FaceDetectorYN is the reference.
+    Pictures of odd sizes (not multiples of 32) and ones scaled down by max_side are among them."""
+    from ferkit.data.images import load_image
+
+    assert yunet.engine == "onnxruntime"
+    opencv = create_detector("yunet", engine="opencv")
+    pictures = [photos_dir / "angry_man.jpg", photos_dir / "crying_woman.jpg",
+                *sorted((photos_dir / "expw").glob("*.jpg"))[:12]]
+    faces = 0
+    for picture in pictures:
+        rgb = load_image(picture, mode="rgb")
+        for image in (rgb, rgb[: rgb.shape[0] - 7, : rgb.shape[1] - 13]):
+            ours, theirs = yunet.detect(image), opencv.detect(image)
+            assert len(ours) == len(theirs), picture
+            for a, b in zip(ours, theirs):
+                assert np.allclose(a.box, b.box, atol=0.01)
+                assert np.allclose(a.landmarks, b.landmarks, atol=0.01)
+                assert a.score == pytest.approx(b.score, abs=1e-4)
+            faces += len(ours)
+    assert faces >= 30
 
 
 COMMANDS_WITH_A_DETECTOR = [["predict", "x.jpg"], ["video", "x.mp4"], ["webcam"], ["demo"], ["serve"],

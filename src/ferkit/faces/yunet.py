@@ -1,8 +1,13 @@
-"""YuNet (Wu, Peng and Yu, 2023), a fast face detector run by OpenCV's own `cv2.FaceDetectorYN`.
+"""YuNet (Wu, Peng and Yu, 2023), a fast face detector, run by ONNX Runtime or OpenCV's `cv2.FaceDetectorYN`.
 
 The model file (233 KB, MIT licence, from the OpenCV model zoo) ships in `ferkit/pretrained/yunet/` with
 its licence. YuNet gives a box and five landmarks per face, like MTCNN, so the landmark framing works
 unchanged. Large pictures are scaled down first (YuNet is trained on faces of about 10 to 300 pixels).
+
+ONNX Runtime runs the network about twice as fast as OpenCV's DNN module on a 2-core CPU (BENCHMARKS.md,
+*Face detection*), so it is the default engine; `_decode` turns the network's outputs into faces as
+`cv2.FaceDetectorYN` does (OpenCV's objdetect/src/face_detect.cpp), and a test holds the two engines to
+the same faces.
 """
 
 from __future__ import annotations
@@ -27,24 +32,36 @@ def model_path() -> Path:
     return path
 
 
+ENGINES = ("onnxruntime", "opencv")
+STRIDES = (8, 16, 32)  # the network's three output scales; its input sides must be multiples of 32
+
+
 class YuNetDetector(Detector):
     """score_threshold: the least face score kept; max_side: larger pictures are scaled down to this;
-    min_face_size: faces whose box is narrower or shorter than this many pixels are dropped."""
+    min_face_size: faces whose box is narrower or shorter than this many pixels are dropped;
+    engine: "onnxruntime" (faster) or "opencv" (`cv2.FaceDetectorYN`)."""
 
     name = "yunet"
 
     def __init__(self, score_threshold: float = 0.7, nms_threshold: float = 0.3, max_side: int = 960,
-                 min_face_size: float = 0) -> None:
+                 min_face_size: float = 0, engine: str = "onnxruntime") -> None:
         if not 0.0 < score_threshold < 1.0 or not 0.0 < nms_threshold < 1.0 or max_side < 32:
             raise ConfigError(f"yunet: thresholds must be in (0, 1) and max_side ≥ 32, got "
                               f"{score_threshold}, {nms_threshold}, {max_side}")
         if min_face_size < 0:
             raise ConfigError(f"yunet: min_face_size must be ≥ 0, got {min_face_size}")
-        if not hasattr(cv2, "FaceDetectorYN"):
-            raise ConfigError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; use the mtcnn detector")
+        if engine not in ENGINES:
+            raise ConfigError(f"yunet: engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         self.max_side, self.min_face_size = max_side, min_face_size
-        self._net = cv2.FaceDetectorYN.create(str(model_path()), "", (320, 320), score_threshold,
-                                              nms_threshold, 5000)
+        self.score_threshold, self.nms_threshold, self.engine = score_threshold, nms_threshold, engine
+        self._net = self._session = None
+        if engine == "opencv":
+            if not hasattr(cv2, "FaceDetectorYN"):
+                raise ConfigError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; use engine onnxruntime")
+            self._net = cv2.FaceDetectorYN.create(str(model_path()), "", (320, 320), score_threshold,
+                                                  nms_threshold, 5000)
+        else:
+            self._session = _onnx_session(model_path())
 
     def detect(self, image: ImageInput) -> list[Detection]:
         rgb = load_image(image, mode="rgb")
@@ -52,12 +69,64 @@ class YuNetDetector(Detector):
         scale = min(1.0, self.max_side / max(h, w))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        self._net.setInputSize((small.shape[1], small.shape[0]))
-        _, rows = self._net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        rows = self._rows_opencv(bgr) if self._net is not None else self._rows_onnx(bgr)
         unscale = np.r_[np.full(14, scale), 1.0]  # coordinates back to the full picture; the score as it is
         faces = [_detection(row / unscale, w, h) for row in (rows if rows is not None else [])]
         faces = [f for f in faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= self.min_face_size]
         return sorted(faces, key=lambda d: -d.score)
+
+    def _rows_opencv(self, bgr: np.ndarray) -> np.ndarray | None:
+        self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
+        return self._net.detect(bgr)[1]
+
+    def _rows_onnx(self, bgr: np.ndarray) -> np.ndarray:
+        """YuNet rows (x, y, w, h, 5 landmarks, score) as `cv2.FaceDetectorYN.detect` gives them."""
+        h, w = bgr.shape[:2]
+        padded = cv2.copyMakeBorder(bgr, 0, -h % 32, 0, -w % 32, cv2.BORDER_CONSTANT, value=0)
+        session, names = self._session
+        outputs = dict(zip(names, session.run(None, {"input": cv2.dnn.blobFromImage(padded)})))
+        rows = _decode(outputs, padded.shape[0], padded.shape[1])
+        rows = rows[rows[:, 14] >= self.score_threshold]  # NMSBoxes would drop them too, after more work
+        keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), self.score_threshold,
+                                self.nms_threshold, top_k=5000)
+        return rows[np.asarray(keep, dtype=np.int64).reshape(-1)]
+
+
+def _onnx_session(path: Path) -> tuple[object, list[str]]:
+    """An ONNX Runtime session of YuNet with its input's height and width made free (the file fixes 640×640;
+    the network itself is fully convolutional), and its output names."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(path))
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # as ferkit's classifier sessions: helper threads spin within a run, sleep after it (models/onnx.py)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session, [o.name for o in session.get_outputs()]
+
+
+def _decode(outputs: dict[str, np.ndarray], height: int, width: int) -> np.ndarray:
+    """Every anchor's row (x, y, w, h, 5 landmarks, score) before the score threshold and NMS: per stride, a
+    grid of anchors in row-major order, boxes and landmarks as offsets in units of the stride, the score the
+    geometric mean of the class and objectness scores."""
+    parts = []
+    for stride in STRIDES:
+        rows, cols = height // stride, width // stride
+        gy, gx = np.divmod(np.arange(rows * cols, dtype=np.float32), cols)
+        bbox, kps = outputs[f"bbox_{stride}"][0], outputs[f"kps_{stride}"][0]
+        cx, cy = (gx + bbox[:, 0]) * stride, (gy + bbox[:, 1]) * stride
+        bw, bh = np.exp(bbox[:, 2]) * stride, np.exp(bbox[:, 3]) * stride
+        marks = (kps.reshape(-1, 5, 2) + np.stack([gx, gy], 1)[:, None]) * stride
+        score = np.sqrt(np.clip(outputs[f"cls_{stride}"][0, :, 0], 0, 1) *
+                        np.clip(outputs[f"obj_{stride}"][0, :, 0], 0, 1))
+        parts.append(np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh, marks.reshape(-1, 10), score]))
+    return np.concatenate(parts).astype(np.float32)
 
 
 def _detection(row: np.ndarray, width: int, height: int) -> Detection:
