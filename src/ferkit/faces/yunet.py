@@ -4,10 +4,10 @@ The model file (233 KB, MIT licence, from the OpenCV model zoo) ships in `ferkit
 its licence. YuNet gives a box and five landmarks per face, like MTCNN, so the landmark framing works
 unchanged. Large pictures are scaled down first (YuNet is trained on faces of about 10 to 300 pixels).
 
-ONNX Runtime runs the network about twice as fast as OpenCV's DNN module on a 2-core CPU (BENCHMARKS.md,
-*Face detection*), so it is the default engine; `_decode` turns the network's outputs into faces as
-`cv2.FaceDetectorYN` does (OpenCV's objdetect/src/face_detect.cpp), and a test holds the two engines to
-the same faces.
+ONNX Runtime runs the network faster than OpenCV's DNN module on a 2-core CPU (1.5× per ExpW photo;
+BENCHMARKS.md, *Face detection*), so it is the default engine. `_decode` turns the network's outputs into
+faces as `cv2.FaceDetectorYN` does (OpenCV's objdetect/src/face_detect.cpp), and a test holds the two
+engines to the same faces.
 """
 
 from __future__ import annotations
