@@ -20,6 +20,7 @@ import numpy as np
 
 from ..data.images import ImageInput, load_image
 from ..errors import ConfigError, ModelFileError
+from ..onnx_session import cpu_session
 from .detector import Detection, Detector
 
 MODEL_FILE = "face_detection_yunet_2023mar.onnx"
@@ -62,6 +63,7 @@ class YuNetDetector(Detector):
                                                   nms_threshold, 5000)
         else:
             self._session = _onnx_session(model_path())
+            self._outputs = [o.name for o in self._session.get_outputs()]
 
     def detect(self, image: ImageInput) -> list[Detection]:
         rgb = load_image(image, mode="rgb")
@@ -69,63 +71,56 @@ class YuNetDetector(Detector):
         scale = min(1.0, self.max_side / max(h, w))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-        rows = self._rows_opencv(bgr) if self._net is not None else self._rows_onnx(bgr)
+        rows = self._rows_opencv(small) if self._net is not None else self._rows_onnx(small)
         unscale = np.r_[np.full(14, scale), 1.0]  # coordinates back to the full picture; the score as it is
         faces = [_detection(row / unscale, w, h) for row in (rows if rows is not None else [])]
         faces = [f for f in faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= self.min_face_size]
         return sorted(faces, key=lambda d: -d.score)
 
-    def _rows_opencv(self, bgr: np.ndarray) -> np.ndarray | None:
-        self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
-        return self._net.detect(bgr)[1]
+    def _rows_opencv(self, rgb: np.ndarray) -> np.ndarray | None:
+        self._net.setInputSize((rgb.shape[1], rgb.shape[0]))
+        return self._net.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1]
 
-    def _rows_onnx(self, bgr: np.ndarray) -> np.ndarray:
+    def _rows_onnx(self, rgb: np.ndarray) -> np.ndarray:
         """YuNet rows (x, y, w, h, 5 landmarks, score) as `cv2.FaceDetectorYN.detect` gives them."""
-        h, w = bgr.shape[:2]
-        padded = cv2.copyMakeBorder(bgr, 0, -h % 32, 0, -w % 32, cv2.BORDER_CONSTANT, value=0)
-        session, names = self._session
-        outputs = dict(zip(names, session.run(None, {"input": cv2.dnn.blobFromImage(padded)})))
-        rows = _decode(outputs, padded.shape[0], padded.shape[1])
-        rows = rows[rows[:, 14] >= self.score_threshold]  # NMSBoxes would drop them too, after more work
+        h, w = rgb.shape[:2]
+        padded = cv2.copyMakeBorder(rgb, 0, -h % 32, 0, -w % 32, cv2.BORDER_CONSTANT, value=0)
+        blob = cv2.dnn.blobFromImage(padded, swapRB=True)  # the network takes BGR, as OpenCV feeds it
+        outputs = dict(zip(self._outputs, self._session.run(None, {"input": blob})))
+        rows = _decode(outputs, padded.shape[1], self.score_threshold)
         keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), self.score_threshold,
                                 self.nms_threshold, top_k=5000)
         return rows[np.asarray(keep, dtype=np.int64).reshape(-1)]
 
 
-def _onnx_session(path: Path) -> tuple[object, list[str]]:
+def _onnx_session(path: Path):
     """An ONNX Runtime session of YuNet with its input's height and width made free (the file fixes 640×640;
-    the network itself is fully convolutional), and its output names."""
+    the network itself is fully convolutional)."""
     import onnx
-    import onnxruntime as ort
 
     proto = onnx.load(str(path))
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_param, dims[3].dim_param = "height", "width"
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # as ferkit's classifier sessions: helper threads spin within a run, sleep after it (models/onnx.py)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    options.add_session_config_entry("session.force_spinning_stop", "1")
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session, [o.name for o in session.get_outputs()]
+    return cpu_session(proto.SerializeToString())
 
 
-def _decode(outputs: dict[str, np.ndarray], height: int, width: int) -> np.ndarray:
-    """Every anchor's row (x, y, w, h, 5 landmarks, score) before the score threshold and NMS: per stride, a
-    grid of anchors in row-major order, boxes and landmarks as offsets in units of the stride, the score the
-    geometric mean of the class and objectness scores."""
+def _decode(outputs: dict[str, np.ndarray], width: int, min_score: float) -> np.ndarray:
+    """The rows (x, y, w, h, 5 landmarks, score) of the anchors scoring at least `min_score`, before NMS.
+
+    Per stride, a grid of anchors in row-major order over the padded input, `width` pixels wide; boxes and
+    landmarks are offsets in units of the stride; the score is the geometric mean of the class and
+    objectness scores."""
     parts = []
     for stride in STRIDES:
-        rows, cols = height // stride, width // stride
-        gy, gx = np.divmod(np.arange(rows * cols, dtype=np.float32), cols)
-        bbox, kps = outputs[f"bbox_{stride}"][0], outputs[f"kps_{stride}"][0]
+        score = np.sqrt(np.clip(outputs[f"cls_{stride}"][0, :, 0], 0, 1) *
+                        np.clip(outputs[f"obj_{stride}"][0, :, 0], 0, 1))
+        kept = np.flatnonzero(score >= min_score)
+        gy, gx = np.divmod(kept.astype(np.float32), width // stride)
+        bbox, kps = outputs[f"bbox_{stride}"][0, kept], outputs[f"kps_{stride}"][0, kept]
         cx, cy = (gx + bbox[:, 0]) * stride, (gy + bbox[:, 1]) * stride
         bw, bh = np.exp(bbox[:, 2]) * stride, np.exp(bbox[:, 3]) * stride
         marks = (kps.reshape(-1, 5, 2) + np.stack([gx, gy], 1)[:, None]) * stride
-        score = np.sqrt(np.clip(outputs[f"cls_{stride}"][0, :, 0], 0, 1) *
-                        np.clip(outputs[f"obj_{stride}"][0, :, 0], 0, 1))
-        parts.append(np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh, marks.reshape(-1, 10), score]))
+        parts.append(np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh, marks.reshape(-1, 10), score[kept]]))
     return np.concatenate(parts).astype(np.float32)
 
 

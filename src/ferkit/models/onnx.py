@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 
 from ..atomic import write_bytes
 from ..errors import ModelFileError
+from ..onnx_session import cpu_session
 from .classifier import resize_crops, softmax
 from .files import ModelInfo, load_model
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import onnx
 
 OPSET = 17
-SPINNING = ("in-run", "never", "always")  # when idle ONNX Runtime threads busy-wait: see OnnxClassifier
 INT8_PROPERTY = "ferkit_int8"  # metadata of an int8 model: its source and calibration (`models/int8.py`)
 
 
@@ -130,21 +129,7 @@ class OnnxClassifier:
 
     def __init__(self, onnx_bytes: bytes, info: ModelInfo, threads: int = 0, precision: str = "fp32",
                  spinning: str = "in-run"):
-        import onnxruntime as ort
-
-        if spinning not in SPINNING:
-            raise ValueError(f"spinning must be one of {', '.join(SPINNING)}, not {spinning!r}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        options.log_severity_level = 3
-        # Idle threads busy-wait between the operators of a run (waking a sleeping thread for each of ~20
-        # operators costs a third of a batch-1 run) but go to sleep when the run ends: ferkit's sessions
-        # share the cores with the detector, the int8 re-check session and other work, and ORT's default of
-        # spinning on after the run steals them (BENCHMARKS.md, "Classifier speed").
-        spin, stop = {"in-run": ("1", "1"), "never": ("0", "0"), "always": ("1", "0")}[spinning]
-        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        options.add_session_config_entry("session.force_spinning_stop", stop)
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(onnx_bytes, threads, spinning)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.takes_uint8 = model_input.type == "tensor(uint8)"
