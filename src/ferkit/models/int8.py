@@ -109,7 +109,8 @@ def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> byt
     Weights use 7 of their 8 bits (`reduce_range`): on x86 CPUs without VNNI (AVX2, AVX-512 before VNNI)
     ONNX Runtime multiplies uint8 activations by int8 weights with VPMADDUBSW, which adds each pair of
     products into 16 bits and clamps: with 8-bit weights a pair can reach 2·255·127 = 64,770 and the sums
-    saturate (there the 8-bit twin kept only 80 % of fp32's labels). 7-bit weights keep every pair within
+    saturate (on an AVX2 CPU the 8-bit twin scored 62.3 % on FER2013 PrivateTest against fp32's 68.5 %;
+    BENCHMARKS.md, "Classifier speed"). 7-bit weights keep every pair within
     2·255·64 = 32,640, so every CPU computes the same integers and the re-check margin holds everywhere.
     """
     from onnxruntime.quantization import (
@@ -250,7 +251,7 @@ class Int8Classifier:
     def load(cls, weights: str | Path, threads: int = 0, spinning: str = "in-run") -> Int8Classifier:
         """The int8 twin of `weights` (.safetensors) with the fp32 model for re-checks.
 
-        spinning: when idle ONNX Runtime threads busy-wait: "in-run", "never", "always" (`OnnxClassifier`).
+        spinning: when idle ONNX Runtime threads busy-wait: "in-run", "never", "always" (`onnx_session`).
         """
         weights, twin = Path(weights), int8_path(weights)
         if not twin.is_file():
