@@ -49,6 +49,17 @@ def test_landmark_matrix_maps_the_template_onto_itself():
         np.testing.assert_allclose(mapped, FER2013_TEMPLATE * size, atol=1e-9)
 
 
+def test_zoom_shows_the_face_larger_about_the_template_centre():
+    points = FER2013_TEMPLATE * 100 + 7
+    plain, zoomed = landmark_matrix(points, 48, align=False), landmark_matrix(points, 48, False, zoom=1.25)
+    assert zoomed[0, 0] == pytest.approx(plain[0, 0] * 1.25)
+    centre = points.mean(0)
+    mapped = centre @ zoomed[:, :2].T + zoomed[:, 2]
+    np.testing.assert_allclose(mapped, FER2013_TEMPLATE.mean(0) * 48, atol=1e-9)
+    with pytest.raises(ConfigError, match="zoom"):
+        Framing(zoom=0)
+
+
 def test_landmark_framing_follows_scale_and_shift_not_rotation_unless_aligned():
     angle = np.radians(20)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])

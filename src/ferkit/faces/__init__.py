@@ -10,6 +10,7 @@ import importlib
 
 # The detector every command and `Recognizer` uses unless told otherwise. YuNet finds as many labelled
 # faces as MTCNN or more, with the same five landmarks, about 10× faster (BENCHMARKS.md, *Face detection*).
+# Its landmarks sit a little differently from MTCNN's; one framing template serves both (faces/framing.py).
 DEFAULT_DETECTOR = "yunet"
 
 _WHERE = {
