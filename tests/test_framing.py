@@ -8,7 +8,7 @@ import pytest
 
 from ferkit.data.images import load_image
 from ferkit.errors import ConfigError
-from ferkit.faces import Framing, create_detector, crop_face
+from ferkit.faces import Detection, Framing, create_detector, crop_face, crop_faces
 from ferkit.faces.framing import FER2013_BOX_MARGIN, FER2013_TEMPLATE, as_framing, landmark_matrix
 
 
@@ -100,3 +100,19 @@ def test_as_framing_shorthands():
         as_framing(margin=-1.0)
     with pytest.raises(ConfigError, match="either a Framing or margin"):
         as_framing(Framing(), margin=0.1)
+
+
+def test_crops_of_an_rgb_frame_equal_crops_of_the_whole_frame_in_gray():
+    # crop_faces converts only the parts of an RGB frame its crops read; nothing may change for that
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    gray = load_image(rgb, mode="gray")
+    boxes = [(40, 30, 90, 80), (-30, -20, 25, 30), (140, 100, 200, 150), (-90, 10, -40, 60), (0, 0, 160, 120)]
+    for framing in (Framing("box", -0.07), Framing("box", 0.6, align=True), Framing(align=True)):
+        faces = []
+        for x1, y1, x2, y2 in boxes:  # landmarks tilted, so that the aligned framing rotates
+            where = np.array([[0.3, 0.4], [0.7, 0.3], [0.5, 0.6], [0.35, 0.8], [0.65, 0.75]])
+            faces.append(Detection((x1, y1, x2, y2), 1.0, (x1, y1) + where * (x2 - x1, y2 - y1)))
+        for size in (48, 64):
+            expected = np.stack([crop_face(gray, face, size, framing) for face in faces])
+            np.testing.assert_array_equal(crop_faces(rgb, faces, size, framing), expected)

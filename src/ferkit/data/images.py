@@ -43,6 +43,12 @@ def _to_mode(img: Image.Image, mode: Mode, name: str) -> np.ndarray:
     return arr
 
 
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of a uint8 H×W×3 RGB array, the weights Pillow's convert("L") uses; each pixel's
+    gray depends on that pixel alone, so converting part of an image gives the same pixels there."""
+    return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).round().astype(np.uint8)
+
+
 def _array_to_mode(arr: np.ndarray, mode: Mode, name: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
@@ -58,9 +64,7 @@ def _array_to_mode(arr: np.ndarray, mode: Mode, name: str) -> np.ndarray:
         alpha = arr[:, :, 3:4].astype(np.float32) / 255.0
         arr = (arr[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
     if mode == "gray":
-        if arr.ndim == 3:  # ITU-R 601 luma, the same weights Pillow's convert("L") uses
-            arr = (arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114).round().astype(np.uint8)
-        return np.ascontiguousarray(arr)
+        return np.ascontiguousarray(rgb_to_gray(arr) if arr.ndim == 3 else arr)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     return np.ascontiguousarray(arr)

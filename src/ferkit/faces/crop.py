@@ -6,11 +6,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ..data.images import ImageInput, load_image
+from ..data.images import ImageInput, load_image, rgb_to_gray
 from ..errors import ConfigError
 from . import DEFAULT_DETECTOR
 from .detector import Box, Detection, Detector, create_detector
-from .framing import Framing, as_framing
+from .framing import Framing, as_framing, source_rect, warp_square
 
 
 def _box_and_landmarks(face: Detection | Box, landmarks: np.ndarray | None) -> tuple[Box, np.ndarray | None]:
@@ -55,9 +55,27 @@ def crop_faces(
     """`crop_face` for each detection of one image: N×size×size uint8 (0×size×size if none)."""
     _check(size)
     frame = as_framing(framing, margin, align)
-    gray = load_image(image, mode="gray")
-    crops = [frame.crop(gray, *_box_and_landmarks(face, None), size) for face in detections]
+    matrices = [frame.matrix(*_box_and_landmarks(face, None), size) for face in detections]
+    gray = _gray_where_read(image, matrices, size)
+    crops = [warp_square(gray, matrix, size) for matrix in matrices]
     return np.stack(crops) if crops else np.zeros((0, size, size), dtype=np.uint8)
+
+
+def _gray_where_read(image: ImageInput, matrices: list[np.ndarray], size: int) -> np.ndarray:
+    """`image` in gray wherever the crops of `matrices` read it (elsewhere 0).
+
+    An RGB frame is converted only inside the crops' source rectangles: the crops come out the same as
+    from the whole frame in gray, and a video frame's faces are a small part of it (converting all of a
+    640×480 frame costs about 2 ms).
+    """
+    rgb = isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.size > 0
+    if not rgb or image.dtype != np.uint8 or not matrices:
+        return load_image(image, mode="gray")
+    gray = np.zeros(image.shape[:2], np.uint8)
+    for matrix in matrices:
+        rows, cols = source_rect(matrix, size, image.shape)
+        gray[rows, cols] = rgb_to_gray(image[rows, cols])
+    return gray
 
 
 def detect_and_crop(

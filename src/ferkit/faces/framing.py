@@ -99,6 +99,23 @@ def warp_square(gray: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(square, (size, size), interpolation=interpolation)
 
 
+def source_rect(matrix: np.ndarray, size: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The rows and columns of an image of `shape` that `warp_square(image, matrix, size)` reads.
+
+    The square's corners mapped back into the image, widened by 2 px for the bilinear neighbours and
+    clipped to the image, keeping at least the edge row and column that a crop beyond the picture
+    repeats.
+    """
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    points = corners @ inverse[:, :2].T + inverse[:, 2]
+    (x0, y0), (x1, y1) = np.floor(points.min(0)) - 2, np.ceil(points.max(0)) + 3
+    height, width = shape[:2]
+    rows = slice(int(np.clip(y0, 0, height - 1)), int(np.clip(y1, 1, height)))
+    cols = slice(int(np.clip(x0, 0, width - 1)), int(np.clip(x1, 1, width)))
+    return rows, cols
+
+
 def landmark_matrix(points: np.ndarray, size: int, align: bool, zoom: float = 1.0,
                     template: np.ndarray = FER2013_TEMPLATE) -> np.ndarray:
     """Least-squares similarity (no rotation unless `align`) from `points` to `template` × size.
