@@ -1,7 +1,9 @@
 """One-file packs of an image-folder dataset, to copy a dataset to another machine in one piece.
 
-A pack is an `.npz` holding every image file's encoded bytes (not decoded pixels, so FER2013's
-142 MiB on disk packs into ~59 MiB) with its path relative to the root, plus the folder list.
+A pack is a compressed `.npz` holding every image file's encoded bytes (not decoded pixels) with its
+path relative to the root, plus the folder list. FER2013's 35,887 files (142 MiB on disk) pack into
+about 43 MiB: compression finds the headers the small JPEGs share, so the pack fits the 64 MiB a device
+call carries beside the repository (scripts/gpu_recipe.sh). Uncompressed packs of earlier versions load too.
 Reading a pack runs the same layout detection and decoding as reading the folder.
 """
 
@@ -40,7 +42,7 @@ def pack_folder(root: str | os.PathLike, out_path: str | os.PathLike) -> Path:
         except OSError as exc:
             raise DataError(f"{root / entry.rel}: cannot read ({exc.strerror or exc})") from exc
     with atomic_open(out_path) as handle:
-        np.savez(
+        np.savez_compressed(
             handle,
             ferkit_pack=np.array(PACK_VERSION),
             paths=np.array([e.rel for e in entries], dtype=str),
