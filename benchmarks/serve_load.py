@@ -84,7 +84,51 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise SystemExit("ferkit serve did not start")
 
 
-def main() -> int:
+class Load:
+    """Clients that POST photo after photo on their own keep-alive connection until `stop_at`."""
+
+    def __init__(self, port: int, photos: list[tuple[bytes, str]], clients: int, stop_at: float) -> None:
+        self.port, self.photos, self.clients, self.stop_at = port, photos, clients, stop_at
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+
+    def client(self, index: int) -> None:
+        conn, n = self.connect(), index
+        while time.perf_counter() < self.stop_at:
+            body, content_type = self.photos[n % len(self.photos)]
+            n += self.clients
+            t0 = time.perf_counter()
+            try:
+                status = post(conn, body, content_type)
+            except (OSError, http.client.HTTPException) as exc:
+                with self.lock:
+                    self.errors[type(exc).__name__] += 1
+                conn.close()
+                conn = self.connect()
+                continue
+            with self.lock:
+                self.latencies.append(time.perf_counter() - t0)
+                self.statuses[status] += 1
+        conn.close()
+
+    def run(self, server_pid: int) -> list[float]:
+        """Run every client to the end; the server's memory (MB) sampled every second meanwhile."""
+        threads = [threading.Thread(target=self.client, args=(i,), daemon=True) for i in range(self.clients)]
+        for t in threads:
+            t.start()
+        memory = []
+        while any(t.is_alive() for t in threads):
+            time.sleep(1.0)
+            memory.append(rss_mb(server_pid))
+        return memory
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
@@ -94,87 +138,74 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per worker")
     parser.add_argument("--photos", type=Path, default=PHOTOS)
     parser.add_argument("--json", type=Path, help="write the numbers here too")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    command = [sys.executable, "-m", "ferkit", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(args.workers), "--pool", args.pool, "--threads", str(args.threads)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def summary(args: argparse.Namespace, load: Load, memory: list[float], elapsed: float,
+            load_before: tuple[float, ...]) -> dict:
+    latencies = sorted(load.latencies)
+
+    def pct(q: float) -> float:
+        return (latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+                if latencies else float("nan"))
+
+    return {
+        "clients": args.clients, "seconds": round(elapsed, 1), "workers": args.workers, "pool": args.pool,
+        "threads_per_worker": args.threads, "photos": len(load.photos), "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 2),
+        "p50_ms": round(pct(0.50), 1), "p90_ms": round(pct(0.90), 1), "p99_ms": round(pct(0.99), 1),
+        "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
+        "status": {str(k): v for k, v in sorted(load.statuses.items())},
+        "connection_errors": dict(load.errors),
+        "server_rss_mb": {"after_warmup": round(memory[0]), "end": round(memory[-1]),
+                          "max": round(max(memory)), "every_10s": [round(m) for m in memory[::10]]},
+        "cpu": cpu_line(), "load_average_before": [round(v, 2) for v in load_before],
+    }
+
+
+def main() -> int:
+    args = parse_args()
     load_before = os.getloadavg()
     files = [args.photos / "angry_man.jpg", args.photos / "crying_woman.jpg",
              *sorted((args.photos / "expw").glob("*.jpg"))]
     photos = [multipart(f.name, f.read_bytes()) for f in files]
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    command = [sys.executable, "-m", "ferkit", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(args.workers), "--pool", args.pool, "--threads", str(args.threads)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = start_server(args, port)
     try:
         wait_ready(port, server)
         warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for body, content_type in photos:  # every photo once: kernels picked, detector pyramids seen
             post(warm, body, content_type)
         memory = [rss_mb(server.pid)]
-        latencies: list[float] = []
-        statuses: Counter[int] = Counter()
-        errors: Counter[str] = Counter()
-        lock = threading.Lock()
         start = time.perf_counter()
-        stop_at = start + args.seconds
-
-        def client(index: int) -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            n = index
-            while time.perf_counter() < stop_at:
-                body, content_type = photos[n % len(photos)]
-                n += args.clients
-                t0 = time.perf_counter()
-                try:
-                    status = post(conn, body, content_type)
-                except (OSError, http.client.HTTPException) as exc:
-                    with lock:
-                        errors[type(exc).__name__] += 1
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-                    continue
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
-                    statuses[status] += 1
-            conn.close()
-
-        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads):
-            time.sleep(1.0)
-            memory.append(rss_mb(server.pid))
+        load = Load(port, photos, args.clients, start + args.seconds)
+        memory += load.run(server.pid)
         elapsed = time.perf_counter() - start
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return (latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-                if latencies else float("nan"))
-
-    result = {
-        "clients": args.clients, "seconds": round(elapsed, 1), "workers": args.workers, "pool": args.pool,
-        "threads_per_worker": args.threads, "photos": len(photos), "requests": len(latencies),
-        "requests_per_s": round(len(latencies) / elapsed, 2),
-        "p50_ms": round(pct(0.50), 1), "p90_ms": round(pct(0.90), 1), "p99_ms": round(pct(0.99), 1),
-        "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
-        "status": {str(k): v for k, v in sorted(statuses.items())}, "connection_errors": dict(errors),
-        "server_rss_mb": {"after_warmup": round(memory[0]), "end": round(memory[-1]),
-                          "max": round(max(memory)), "every_10s": [round(m) for m in memory[::10]]},
-        "cpu": cpu_line(), "load_average_before": [round(v, 2) for v in load_before],
-    }
+        stop_server(server)
+    result = summary(args, load, memory, elapsed, load_before)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    server_errors = sum(v for k, v in statuses.items() if k >= 500)
-    if server_errors or errors:
-        print(f"FAIL: {server_errors} 5xx answers, {sum(errors.values())} connection errors", file=sys.stderr)
+    server_errors = sum(v for k, v in load.statuses.items() if k >= 500)
+    if server_errors or load.errors:
+        print(f"FAIL: {server_errors} 5xx answers, {sum(load.errors.values())} connection errors",
+              file=sys.stderr)
         return 1
     return 0
 
