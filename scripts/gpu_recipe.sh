@@ -11,7 +11,8 @@
 # data (the pack) and the teachers (the stages just trained); each finished stage goes to $OUT as a
 # .tar.gz of its run folder without checkpoints, so a run cut short still returns what it finished.
 # Training speed and accuracy are in each run's log.txt and best.json; evaluate the stages here with
-# `ferkit evaluate --model runs/gpu-stage3 ...` as in MODEL_CARD.md. A dry run on the CPU:
+# `ferkit evaluate --model runs/gpu-stage3 ...` as in MODEL_CARD.md. STAGES="1" (or "1 2") stops early,
+# for a device budget too short for all 181 epochs. A dry run on the CPU:
 #   DEVICE=cpu QUICK=1 bash scripts/gpu_recipe.sh run
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,13 +54,16 @@ run() {
     exec > >(tee "$OUT/log.txt") 2>&1
     $PYTHON -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available() and \
 torch.cuda.get_device_name())"
+    local stages=" ${STAGES:-1 2 3} "
     stage gpu-stage1 --config configs/default-teacher.yaml
     local extend=75
     [ -n "${QUICK:-}" ] && extend=3
     $PYTHON -m ferkit train --resume "$RUNS/gpu-stage1" --epochs $extend --lr 3e-4 --no-progress
     send gpu-stage1
+    [[ $stages == *" 2 "* ]] || return 0
     stage gpu-stage2 --config configs/default-base.yaml --teacher "$RUNS/gpu-stage1/best.safetensors"
     send gpu-stage2
+    [[ $stages == *" 3 "* ]] || return 0
     stage gpu-stage3 --config configs/default.yaml --ferplus "$GPU_DIR/ferplus" --init "$RUNS/gpu-stage2" \
         --teacher "$RUNS/gpu-stage2/best.safetensors"
     send gpu-stage3
