@@ -42,10 +42,8 @@ def crop_face(
     `margin=m` alone is short for the box framing with margin m: the square of side max(w, h)·(1 + m)
     about the box centre. `align` levels the eyes. Where the crop leaves the picture, edge pixels repeat.
     """
-    _check(size)
-    frame = as_framing(framing, margin, align)
     box, points = _box_and_landmarks(detection_or_box, landmarks)
-    return frame.crop(load_image(image, mode="gray"), box, points, size)
+    return crop_faces(image, [Detection(box, 1.0, points)], size, framing, margin=margin, align=align)[0]
 
 
 def crop_faces(
@@ -100,15 +98,14 @@ def detect_and_crop(
     crops, found = [], []
     for image in images:
         rgb = load_image(image, mode="rgb")
-        gray = load_image(rgb, mode="gray")
         faces = detector.detect(rgb)
         if faces:
-            crops.append(frame.crop(gray, *_box_and_landmarks(max(faces, key=lambda d: d.area), None), size))
+            crops.append(crop_faces(rgb, [max(faces, key=lambda d: d.area)], size, frame)[0])
         else:
-            h, w = gray.shape
+            h, w = rgb.shape[:2]
             side = min(h, w)
             x0, y0 = (w - side) / 2, (h - side) / 2
-            crops.append(Framing("box", 0.0).crop(gray, (x0, y0, x0 + side, y0 + side), None, size))
+            crops.append(crop_faces(rgb, [(x0, y0, x0 + side, y0 + side)], size, Framing("box", 0.0))[0])
         found.append(bool(faces))
     return ((np.stack(crops) if crops else np.zeros((0, size, size), dtype=np.uint8)),
             np.array(found, dtype=bool))
