@@ -222,6 +222,8 @@ def main() -> None:
     fer, boxes = fer_landmarks(picked, detector)
     print(f"FER2013 Training: {detector.name} found a face in {len(fer)} of {len(picked)} upscaled frames")
     describe("FER2013 48×48 frame", fer)
+    scale = landmark_matrix(np.median(fer, 0), 1, False)[0, 0]
+    print(f"  ferkit's template frames this detector's faces at {scale:.3f}× their size in a FER2013 frame")
     side = np.median(boxes[:, 2] - boxes[:, 0])
     centre = np.median((boxes[:, :2] + boxes[:, 2:]) / 2, 0)
     print(f"  squared {detector.name} box: side {side:.3f} of the frame, "

@@ -11,7 +11,7 @@ def cpu_session(model: bytes, threads: int = 0, spinning: str = "in-run"):
     """An `onnxruntime.InferenceSession` of `model` (ONNX bytes) on the CPU with `threads` (0: every core).
 
     spinning "in-run" (ferkit's choice): idle threads busy-wait between the operators of a run (waking a
-    sleeping thread for each of ~20 operators costs a third of a batch-1 classifier run) but go to sleep
+    sleeping thread for each of ~20 operators cost a sixth of the batch-1 classifier speed) but go to sleep
     when the run ends: ferkit's sessions share the cores with each other (detector, int8 classifier, its
     fp32 re-check), and ORT's default ("always": spinning on after the run) steals them; "never" sleeps even
     within a run (BENCHMARKS.md, "Classifier speed").

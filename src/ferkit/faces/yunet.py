@@ -1,8 +1,9 @@
 """YuNet (Wu, Peng and Yu, 2023), a fast face detector, run by ONNX Runtime or OpenCV's `cv2.FaceDetectorYN`.
 
 The model file (233 KB, MIT licence, from the OpenCV model zoo) ships in `ferkit/pretrained/yunet/` with
-its licence. YuNet gives a box and five landmarks per face, like MTCNN, so the landmark framing works
-unchanged. Large pictures are scaled down first (YuNet is trained on faces of about 10 to 300 pixels).
+its licence. YuNet gives a box and five landmarks per face, like MTCNN, so the landmark framing applies
+(its points sit a little differently from MTCNN's: see `framing.py`). Large pictures are scaled down
+first (YuNet is trained on faces of about 10 to 300 pixels).
 
 ONNX Runtime runs the network faster than OpenCV's DNN module on a 2-core CPU (1.5× per ExpW photo;
 BENCHMARKS.md, *Face detection*), so it is the default engine. `_decode` turns the network's outputs into
