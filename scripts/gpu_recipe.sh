@@ -23,9 +23,15 @@ prepare() {
     grep -qx "/$GPU_DIR/" .git/info/exclude 2>/dev/null || echo "/$GPU_DIR/" >> .git/info/exclude
     mkdir -p "$GPU_DIR/ferplus"
     cp "$DATASETS"/ferplus/*.csv "$GPU_DIR/ferplus/"
-    .venv/bin/python -c "import sys; from ferkit.data import pack_folder; pack_folder(sys.argv[1], sys.argv[2])" \
-        "$DATASETS/fer2013" "$GPU_DIR/fer2013.npz"
-    du -sh "$GPU_DIR"
+    .venv/bin/python - "$DATASETS/fer2013" "$GPU_DIR/fer2013.npz" <<'PY'
+import os
+import sys
+
+from ferkit.data import pack_folder
+
+pack = pack_folder(sys.argv[1], sys.argv[2])
+print(f"{pack}: {os.path.getsize(pack) / 2**20:.1f} MiB")
+PY
 }
 
 stage() {  # stage NAME ferkit-train-arguments...: train, then send the run folder back
