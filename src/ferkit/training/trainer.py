@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
 import numpy as np
@@ -33,6 +34,7 @@ from ..models.files import load_model
 from ..models.transfer import load_all_but_head
 from .callbacks import Callback
 from .checkpoint import check_world_size
+from .heap import reuse_freed_memory
 from .losses import LossTerm
 from .schedule import load_optimizer_state, make_optimizer, make_plateau, scheduled_lr
 
@@ -61,6 +63,7 @@ class Trainer:
 
     is_writer = True  # a distributed variant sets it on one process only
     world_size = 1  # processes training this model together, each on cfg.batch_size images per step
+    keep_freed_memory = True  # epochs run in `reuse_freed_memory` (benchmarks turn it off to measure it)
 
     def __init__(self, cfg: TrainConfig, train: FaceDataset, val: FaceDataset,
                  callbacks: Sequence[Callback] = (), progress: bool | None = None) -> None:
@@ -204,13 +207,14 @@ class Trainer:
         bar = tqdm(range(math.ceil(len(order) / size)), desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    leave=False, disable=None if self.progress is None else not self.progress, unit="batch")
         try:
-            for step in bar:
-                idx = order[step * size:(step + 1) * size].to(self.device)
-                labels = self.train_labels[idx]
-                loss, logits = self.train_step(self.train_images[idx], self.train_targets[idx])
-                loss_sum += loss * len(labels)
-                correct += (logits.argmax(1) == labels).sum()
-                self._call("on_step_end", step)
+            with self.memory():
+                for step in bar:
+                    idx = order[step * size:(step + 1) * size].to(self.device)
+                    labels = self.train_labels[idx]
+                    loss, logits = self.train_step(self.train_images[idx], self.train_targets[idx])
+                    loss_sum += loss * len(labels)
+                    correct += (logits.argmax(1) == labels).sum()
+                    self._call("on_step_end", step)
         except KeyboardInterrupt:
             raise EpochInterrupted(epoch) from None
         finally:
@@ -243,24 +247,34 @@ class Trainer:
     def run(self) -> None:
         """Train from `self.epoch` up to cfg.epochs, or until a callback sets `should_stop`."""
         self._call("on_train_start")
-        for epoch in range(self.epoch, self.cfg.epochs):
-            self._call("on_epoch_start", epoch)
-            if self.plateau is None:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = scheduled_lr(self.cfg, epoch, self.phases[-1])
-            lr = self.optimizer.param_groups[0]["lr"]
-            t0 = time.perf_counter()
-            train_loss, train_acc = self.train_one_epoch(epoch)
-            train_seconds = time.perf_counter() - t0
-            val_loss, val_acc = self.validate()
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
-                   "val_loss": val_loss, "val_acc": val_acc, "train_seconds": round(train_seconds, 3),
-                   "seconds": round(time.perf_counter() - t0, 3)}
-            self._finish_epoch(row)
-            self._call("on_epoch_end", row)
-            if self.should_stop:
-                break
+        with self.memory():
+            for epoch in range(self.epoch, self.cfg.epochs):
+                self._run_epoch(epoch)
+                if self.should_stop:
+                    break
         self._call("on_train_end")
+
+    def _run_epoch(self, epoch: int) -> None:
+        """Train one epoch, validate, record the row and call the callbacks."""
+        self._call("on_epoch_start", epoch)
+        if self.plateau is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = scheduled_lr(self.cfg, epoch, self.phases[-1])
+        lr = self.optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        train_loss, train_acc = self.train_one_epoch(epoch)
+        train_seconds = time.perf_counter() - t0
+        val_loss, val_acc = self.validate()
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+               "val_loss": val_loss, "val_acc": val_acc, "train_seconds": round(train_seconds, 3),
+               "seconds": round(time.perf_counter() - t0, 3)}
+        self._finish_epoch(row)
+        self._call("on_epoch_end", row)
+
+    def memory(self) -> AbstractContextManager:
+        """Where the epochs run: `reuse_freed_memory` (the heap keeps what a step frees for the next), unless
+        `keep_freed_memory` is off. `run` holds it across epochs; `train_one_epoch` alone, for one."""
+        return reuse_freed_memory() if self.keep_freed_memory else nullcontext()
 
     def _finish_epoch(self, row: dict) -> None:
         if self.plateau is not None:
