@@ -5,7 +5,8 @@
 Not a ferkit module: it imports neither ferkit nor torch. SETUP_JSON names a .npz of 48×48 gray images
 (`x`, uint8 N×48×48) with labels (`y`), the augmentation ranges, the batch size and the settings to try
 (`{"name", "precision": "float32"|"mixed_bfloat16", "workers"}`) and `threads` (TensorFlow's intra-op
-threads; 0: its default, every core). It builds one model per setting,
+threads; 0: its default, every core); `keep_freed_memory` runs it all inside ferkit's `reuse_freed_memory`
+(plain Python, loaded from its file). It builds one model per setting,
 warms each up, prints one JSON line `{"ready": ...}`, then answers each line `{"setting", "steps"}` read
 on stdin with one timed `model.fit` of that many steps: `{"setting", "images", "seconds"}`, the seconds
 counted from the end of the first batch to the end of the last (the images are those in between).
@@ -13,10 +14,13 @@ counted from the end of the first batch to the end of the last (the images are t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -59,6 +63,15 @@ class BatchClock(keras.callbacks.Callback):
         self.ends.append(time.perf_counter())
 
 
+def reuse_freed_memory():
+    """ferkit's `training.heap.reuse_freed_memory()`, without importing ferkit."""
+    path = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "training" / "heap.py"
+    spec = importlib.util.spec_from_file_location("ferkit_heap", path)
+    heap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heap)
+    return heap.reuse_freed_memory()
+
+
 def counts(model: keras.Model) -> dict:
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return {"trainable": trainable, "total": model.count_params()}
@@ -66,6 +79,11 @@ def counts(model: keras.Model) -> dict:
 
 def main() -> None:
     setup = json.loads(sys.argv[1])
+    with reuse_freed_memory() if setup.get("keep_freed_memory") else nullcontext():
+        serve(setup)
+
+
+def serve(setup: dict) -> None:
     if setup["threads"]:
         tf.config.threading.set_intra_op_parallelism_threads(setup["threads"])
     data = np.load(setup["data"])

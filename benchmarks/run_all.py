@@ -102,6 +102,8 @@ JOBS = [
         "{py} benchmarks/classifier_throughput.py --models fast_fer --seconds 1", keep="text", minutes=3),
     Job("train_vs_keras", "{py} benchmarks/train_vs_keras.py", "{py} benchmarks/train_vs_keras.py --quick",
         minutes=5),
+    Job("freed_memory", "{py} benchmarks/freed_memory.py",
+        "{py} benchmarks/freed_memory.py --models seed_cnn --rounds 1 --images 640", minutes=3),
     Job("train_speed", "{py} benchmarks/train_speed.py --models fast_fer,seed_cnn",
         "{py} benchmarks/train_speed.py --models fast_fer --steps 10", keep="text", minutes=1),
     Job("epoch_cost", "{py} benchmarks/epoch_cost.py --models fast_fer,seed_cnn",

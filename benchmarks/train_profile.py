@@ -33,11 +33,12 @@ def main() -> None:
     cfg = TrainConfig(model="seed_cnn", batch_size=BATCH, device="cpu", precision="auto", seed=0)
     trainer = ferkit_trainer("ferkit (before)" if args.before else "ferkit", random_faces(BATCH), cfg)
     images, labels = trainer.train_images, trainer.train_labels
-    for _ in range(5):
-        trainer.train_step(images, labels)
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        for _ in range(args.steps):
+    with trainer.memory():  # as `Trainer.run` holds it across epochs
+        for _ in range(5):
             trainer.train_step(images, labels)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(args.steps):
+                trainer.train_step(images, labels)
     print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
                                                              row_limit=args.rows, max_name_column_width=40))
     total_ms = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1000 / args.steps

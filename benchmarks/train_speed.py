@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/train_speed.py [--models fast_fer,seed_cnn] [--batch 64] [--steps 30]
 
-One training step = `Trainer.train_step`, the step `ferkit train` runs: augmentation + forward +
-backward + Adam update on a batch of random 48×48 gray faces (channels-last; bf16 autocast for "bf16").
+One training step = `Trainer.train_step`, the step `ferkit train` runs (inside `Trainer.memory()`, as
+`ferkit train` runs it): augmentation + forward + backward + Adam update on a batch of random 48×48 gray
+faces (channels-last; bf16 autocast for "bf16").
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ def images_per_second(name: str, precision: str, batch: int, steps: int) -> floa
     def step() -> None:
         trainer.train_step(trainer.train_images, trainer.train_labels)
 
-    for _ in range(5):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return batch * steps / (time.perf_counter() - start)
+    with trainer.memory():  # as `Trainer.run` holds it across epochs
+        for _ in range(5):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return batch * steps / (time.perf_counter() - start)
 
 
 def main() -> None:
