@@ -7,7 +7,7 @@ process of its own: one `Trainer.train_one_epoch` warm-up and one timed epoch ov
 (batch 64, ferkit's default augmentation, every core), both inside `Trainer.memory()` as `Trainer.run`
 holds it, with `Trainer.keep_freed_memory` on (ferkit's default) or off (glibc's own handling). Processes
 alternate between the two; the figures are medians over rounds, with the minor page faults per step of
-the timed epoch.
+the timed epoch and the process's peak resident memory (data loading included).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def one_epoch(model: str, images: int, data: str, keep: bool) -> dict:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     steps = len(clock.ends)
     return {"images_per_s": BATCH * (steps - 1) / (clock.ends[-1] - clock.ends[0]),
-            "faults_per_step": faults / steps, "precision": trainer.precision}
+            "faults_per_step": faults / steps, "precision": trainer.precision,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def in_child(model: str, images: int, data: str, keep: bool) -> dict:
@@ -69,8 +70,9 @@ def main() -> None:
           + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"{args.images // BATCH * BATCH} FER2013 Training faces per epoch, batch {BATCH}, "
           f"{args.rounds} rounds, one process per timing\n")
-    print("| model | freed memory | images/s (median) | rounds | page faults per step | kept / returned |")
-    print("|---|---|---|---|---|---|")
+    print("| model | freed memory | images/s (median) | rounds | page faults per step | kept / returned "
+          "| peak memory (RSS, median) |")
+    print("|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
         runs = {True: [], False: []}
         for _ in range(args.rounds):
@@ -82,8 +84,9 @@ def main() -> None:
             faults = statistics.median(r["faults_per_step"] for r in runs[keep])
             ratio = f"{medians[True] / medians[False]:.2f}×" if keep else ""
             label = "kept (ferkit)" if keep else "returned (glibc)"
+            peak = statistics.median(r["peak_mb"] for r in runs[keep])
             print(f"| {model} ({runs[keep][0]['precision']}) | {label} | {medians[keep]:.0f} | {rates} "
-                  f"| {faults:,.0f} | {ratio} |")
+                  f"| {faults:,.0f} | {ratio} | {peak:,.0f} MB |")
     print("\nload average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 

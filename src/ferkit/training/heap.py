@@ -4,7 +4,7 @@ glibc's malloc serves a block larger than its mmap threshold (which adapts, but 
 its own `mmap` and returns it to the system on `free`. A training step that allocates such blocks then
 takes fresh, zero-filled pages from the kernel for each of them, every step: seed_cnn's first block holds
 64 × 64 × 46 × 46 floats (34.7 MB) per activation and gradient, some 22,000 page faults a step at batch 64;
-kept, its epochs ran 1.18× faster on two cores (`benchmarks/freed_memory.py`, BENCHMARKS.md).
+kept, its epochs ran 1.2–1.45× faster on two cores (`benchmarks/freed_memory.py`, BENCHMARKS.md).
 
 `reuse_freed_memory()` turns glibc's `mmap` off for the duration and keeps freed memory in the heap; on
 leaving it turns `mmap` back on and hands the heap's free memory back to the system. Elsewhere than
