@@ -291,12 +291,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         keras, reason = start_keras(faces, cfg.augment, settings, Path(workdir))
         pipelines = [(keras, s) for s in settings] if keras is not None else []
-        heap_keras = None
+        heap_reason = "left out (--no-keras-heap)" if keras is not None else ""
         if keras is not None and not args.no_keras_heap:
-            heap_keras, _ = start_keras(faces, cfg.augment, [KERAS_HEAP_SETTING], Path(workdir),
-                                        keep_freed_memory=True)
+            heap_keras, heap_reason = start_keras(faces, cfg.augment, [KERAS_HEAP_SETTING], Path(workdir),
+                                                  keep_freed_memory=True)
             pipelines += [(heap_keras, KERAS_HEAP_SETTING)] if heap_keras is not None else []
         print_header(args, cfg, trainers["ferkit"], keras, load_before)
+        if heap_reason:
+            print(f"Keras keeping freed memory as ferkit does not measured: {heap_reason}")
         if keras is None:
             print(f"Keras not measured: {reason}")
         if not cpu_has_bf16():
