@@ -11,10 +11,10 @@ batch_size=64))` in the peers' environment (`peers.py`), in a subprocess, under 
 (float32 or mixed_bfloat16; 1 or 2 data-loading workers), so that its best is the one compared; its
 mixed_bfloat16 settings only where the CPU runs bf16 natively, as ferkit's own precision choice. ferkit's
 epochs keep freed memory in the heap (`ferkit.training.heap`); a second Keras process does the same for
-its best float32 setting (`--no-keras-heap` leaves it out), since that setting is not Keras' own but helps
-any pipeline whose activations outgrow glibc's mmap threshold. Rounds
-alternate between the pipelines; each pipeline's figure is the median over rounds, timed from the end of a
-window's first batch to the end of its last, after warm-up.
+its float32 setting with two workers (`--no-keras-heap` leaves it out; not counted as Keras' best, since
+it is not a Keras setting, but it helps any pipeline whose activations outgrow glibc's mmap threshold).
+Rounds alternate between the pipelines; each pipeline's figure is the median over rounds, timed from the
+end of a window's first batch to the end of its last, after warm-up.
 
 `ferkit (before)` is ferkit's step as it was before the step's speed-ups: the notebook's layer order
 (ReLU before max-pooling) and PyTorch's per-parameter Adam loop (freed memory kept, as ferkit's now: the
