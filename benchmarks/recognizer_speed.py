@@ -50,14 +50,21 @@ def engines(path: Path) -> dict[str, object]:
         "ORT fp32, uint8 input (`--backend onnx`)": OnnxClassifier.load(path),
         "ORT int8 alone (`default.int8.onnx` as a file)": OnnxClassifier.load(int8_path(path)),
         "ORT int8 + fp32 re-check of near-ties (`--backend int8`, auto)": Int8Classifier.load(path),
+        "ORT int8 + re-check, one face on every core too (ferkit's before)":
+            every_core(Int8Classifier.load(path)),
         "ORT int8 + re-check, softmax and top two in NumPy (ferkit's twin before)": logits_only_twin(path),
         "ORT fp32, idle threads sleep even within a run (ferkit's before)":
             OnnxClassifier.load(path, spinning="never"),
         "ORT int8 + re-check, idle threads sleep even within a run (ferkit's before)":
-            Int8Classifier.load(path, spinning="never"),
+            every_core(Int8Classifier.load(path, spinning="never")),
         "ORT int8 + re-check, idle threads busy-wait after each run too (ORT's default)":
-            Int8Classifier.load(path, spinning="always"),
+            every_core(Int8Classifier.load(path, spinning="always")),
     }
+
+
+def every_core(engine: Int8Classifier) -> Int8Classifier:
+    """The engine without its one-thread session for one face: every call runs on every core."""
+    return Int8Classifier(engine.fast, engine.exact, engine.recheck_margin)
 
 
 def logits_only_twin(path: Path) -> Int8Classifier:
@@ -68,8 +75,10 @@ def logits_only_twin(path: Path) -> Int8Classifier:
     engine = Int8Classifier.load(path)
     proto = onnx.load_from_string(int8_path(path).read_bytes())
     del proto.graph.output[1:]
-    fast = OnnxClassifier(proto.SerializeToString(), engine.info, precision="int8")
-    return Int8Classifier(fast, engine.exact, engine.recheck_margin)
+    graph = proto.SerializeToString()
+    fast = OnnxClassifier(graph, engine.info, precision="int8")
+    single = OnnxClassifier(graph, engine.info, threads=1, precision="int8")
+    return Int8Classifier(fast, engine.exact, engine.recheck_margin, single)
 
 
 def interleaved_rates(runs: dict[str, Callable[[], object]], items: int, seconds: float) -> dict[str, float]:

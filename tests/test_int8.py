@@ -101,6 +101,16 @@ def test_int8_batches_agree(test_faces, bundled_int8, batch):
     assert bundled_int8.predict_proba(test_faces[:0]).shape == (0, 7)
 
 
+def test_one_face_runs_on_one_thread_with_the_same_result(test_faces):
+    faces = test_faces[:40]
+    two = Int8Classifier.load(bundled_model_path(), threads=2)
+    assert two.fast.threads == 2 and two.single.threads == 1
+    one_by_one = np.concatenate([two.predict_proba(faces[i:i + 1]) for i in range(len(faces))])
+    np.testing.assert_allclose(one_by_one, two.predict_proba(faces), atol=1e-6)
+    np.testing.assert_allclose(two.predict_proba(faces, batch_size=1), one_by_one, atol=1e-6)
+    assert Int8Classifier.load(bundled_model_path(), threads=1).single is None
+
+
 def test_uint8_input_graph_matches_float_input(model_file, test_faces):
     model, info = load_model(model_file)
     plain = export_bytes(model, info)

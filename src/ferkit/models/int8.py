@@ -238,10 +238,17 @@ def _twin_problem(weights: Path, twin: Path, props: dict[str, str]) -> str | Non
 
 
 class Int8Classifier:
-    """int8 ONNX Runtime for every face, fp32 again for the near-ties: a `FaceClassifier`."""
+    """int8 ONNX Runtime for every face, fp32 again for the near-ties: a `FaceClassifier`.
 
-    def __init__(self, fast: OnnxClassifier, exact: OnnxClassifier, recheck_margin: float = RECHECK_MARGIN):
-        self.fast, self.exact, self.recheck_margin = fast, exact, recheck_margin
+    `single`, when given, is the int8 graph on one thread, for calls with one face: at batch 1 the work of
+    each operator is too small to share, and waking a second thread for each of them made one face 20 %
+    slower than one thread did (BENCHMARKS.md, "Classifier speed"). From two faces on, `fast` is as fast
+    or faster; the fp32 re-check is faster on every core even for one face, so it has no such twin.
+    """
+
+    def __init__(self, fast: OnnxClassifier, exact: OnnxClassifier, recheck_margin: float = RECHECK_MARGIN,
+                 single: OnnxClassifier | None = None):
+        self.fast, self.exact, self.recheck_margin, self.single = fast, exact, recheck_margin, single
         self.info = exact.info
         self.device = exact.device
         self.precision = "int8"
@@ -260,9 +267,11 @@ class Int8Classifier:
         if (problem := _twin_problem(weights, twin, props)) is not None:
             raise ModelFileError(problem)
         info = ModelInfo(**json.loads(props["ferkit"]))
-        fast = OnnxClassifier(proto.SerializeToString(), info, threads, "int8", spinning)
+        graph = proto.SerializeToString()
+        fast = OnnxClassifier(graph, info, threads, "int8", spinning)
+        single = OnnxClassifier(graph, info, 1, "int8", spinning) if fast.threads > 1 else None
         margin = json.loads(props[INT8_PROPERTY]).get("recheck_margin", RECHECK_MARGIN)
-        return cls(fast, OnnxClassifier.load(weights, threads, spinning), margin)
+        return cls(fast, OnnxClassifier.load(weights, threads, spinning), margin, single)
 
     @property
     def class_names(self) -> list[str]:
@@ -278,8 +287,10 @@ class Int8Classifier:
         """Logits and probabilities, the near-ties' from fp32. The twin's graph gives the probabilities and
         each face's two best (`with_probability_outputs`); an older twin's are computed here."""
         crops = resize_crops(np.asarray(crops, dtype=np.uint8), self.info.in_size)
-        outputs = self.fast.outputs(crops, batch_size)
-        if self.fast.gives_probs:
+        one_by_one = len(crops) == 1 or batch_size == 1
+        fast = self.single if one_by_one and self.single is not None else self.fast
+        outputs = fast.outputs(crops, batch_size)
+        if fast.gives_probs:
             z, probs, top2 = outputs
             gap = top2[:, 0] - top2[:, 1]
         else:

@@ -130,6 +130,7 @@ class OnnxClassifier:
     def __init__(self, onnx_bytes: bytes, info: ModelInfo, threads: int = 0, precision: str = "fp32",
                  spinning: str = "in-run"):
         self.session = cpu_session(onnx_bytes, threads, spinning)
+        self.threads = self.session.get_session_options().intra_op_num_threads
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.takes_uint8 = model_input.type == "tensor(uint8)"
