@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from ferkit.models.int8 import (
     SAME_LABEL_FLOOR,
     Int8Classifier,
     choose_margin,
+    faster_on_one_face,
     int8_path,
     int8_problem,
     top_two_gap,
@@ -101,14 +103,25 @@ def test_int8_batches_agree(test_faces, bundled_int8, batch):
     assert bundled_int8.predict_proba(test_faces[:0]).shape == (0, 7)
 
 
-def test_one_face_runs_on_one_thread_with_the_same_result(test_faces):
-    faces = test_faces[:40]
+@pytest.mark.parametrize("one_thread_faster", [True, False])
+def test_one_face_runs_on_one_thread_where_that_is_faster(test_faces, monkeypatch, one_thread_faster):
+    monkeypatch.setattr("ferkit.models.int8.faster_on_one_face", lambda first, second: one_thread_faster)
     two = Int8Classifier.load(bundled_model_path(), threads=2)
-    assert two.fast.threads == 2 and two.single.threads == 1
+    assert two.fast.threads == 2
+    assert (two.single.threads == 1) if one_thread_faster else two.single is None
+    faces = test_faces[:40]
     one_by_one = np.concatenate([two.predict_proba(faces[i:i + 1]) for i in range(len(faces))])
     np.testing.assert_allclose(one_by_one, two.predict_proba(faces), atol=1e-6)
     np.testing.assert_allclose(two.predict_proba(faces, batch_size=1), one_by_one, atol=1e-6)
     assert Int8Classifier.load(bundled_model_path(), threads=1).single is None
+
+
+def test_one_face_speed_probe_answers_for_this_machine(bundled_int8):
+    slow = OnnxClassifier(int8_path(bundled_model_path()).read_bytes(), bundled_int8.info, threads=1)
+    run = slow.outputs
+    slow.outputs = lambda crops: time.sleep(0.003) or run(crops)  # noqa: E731
+    assert not faster_on_one_face(slow, bundled_int8.fast)
+    assert faster_on_one_face(bundled_int8.fast, slow)
 
 
 def test_uint8_input_graph_matches_float_input(model_file, test_faces):

@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -241,9 +242,9 @@ class Int8Classifier:
     """int8 ONNX Runtime for every face, fp32 again for the near-ties: a `FaceClassifier`.
 
     `single`, when given, is the int8 graph on one thread, for calls with one face: at batch 1 the work of
-    each operator is too small to share, and waking a second thread for each of them made one face 20 %
-    slower than one thread did (BENCHMARKS.md, "Classifier speed"). From two faces on, `fast` is as fast
-    or faster; the fp32 re-check is faster on every core even for one face, so it has no such twin.
+    each operator is small, and on the AMX Xeon sharing it with a second thread made one face 20 % slower
+    than one thread did (BENCHMARKS.md, "Classifier speed"). From two faces on, `fast` was as fast or
+    faster; the fp32 re-check was faster on every core even for one face, so it has no such twin.
     """
 
     def __init__(self, fast: OnnxClassifier, exact: OnnxClassifier, recheck_margin: float = RECHECK_MARGIN,
@@ -270,6 +271,8 @@ class Int8Classifier:
         graph = proto.SerializeToString()
         fast = OnnxClassifier(graph, info, threads, "int8", spinning)
         single = OnnxClassifier(graph, info, 1, "int8", spinning) if fast.threads > 1 else None
+        if single is not None and not faster_on_one_face(single, fast):
+            single = None
         margin = json.loads(props[INT8_PROPERTY]).get("recheck_margin", RECHECK_MARGIN)
         return cls(fast, OnnxClassifier.load(weights, threads, spinning), margin, single)
 
@@ -302,6 +305,21 @@ class Int8Classifier:
             probs[near_tie] = softmax(z[near_tie])
             self.rechecked += len(near_tie)
         return z, probs
+
+
+def faster_on_one_face(first: OnnxClassifier, second: OnnxClassifier, runs: int = 15) -> bool:
+    """Whether `first` classifies one face faster than `second` on this machine (median of `runs`
+    interleaved runs each, about 10 ms in all). Which one is faster depends on the CPU: measured, not
+    guessed from its flags."""
+    face = np.zeros((1, first.info.in_size, first.info.in_size), np.uint8)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for turn in range(runs + 3):  # the first three warm up
+        for which, engine in enumerate((first, second)):
+            start = time.perf_counter()
+            engine.outputs(face)
+            if turn >= 3:
+                times[which].append(time.perf_counter() - start)
+    return float(np.median(times[0])) < float(np.median(times[1]))
 
 
 def top_two_gap(probs: np.ndarray) -> np.ndarray:
