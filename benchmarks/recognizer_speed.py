@@ -1,6 +1,6 @@
 """Speed and fp32 agreement of every engine that runs the bundled model, and the photo → faces pipeline.
 
-    .venv/bin/python benchmarks/recognizer_speed.py [--seconds 4] [--quick]
+    .venv/bin/python benchmarks/recognizer_speed.py [--seconds 4] [--quick] [--model runs/NAME/best.safetensors]
 
 Throughput is faces/s on uint8 48×48 FER2013 crops through each engine's `predict_proba` (normalisation
 included), at batch 1 (256 faces in turn) and 256, best window of each; the engines take turns window by
@@ -8,6 +8,8 @@ window, so load from other work hits them alike. Agreement is against PyTorch fp
 faces): same label, max |Δp|, accuracy. The int8 re-check margin is chosen on PublicTest by `ferkit export
 --int8` (the validation split, as for every other choice); the margin table shows that choice and what it
 gives on PrivateTest. `--quick`: the first 500 faces of each split, 0.6 s per engine and batch (a minute).
+`--model`: another trained model instead of the bundled one, with its int8 twin beside it (`ferkit export
+--model M --int8 --calibration FER2013_DIR`).
 """
 
 from __future__ import annotations
@@ -165,15 +167,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per engine and batch size")
     parser.add_argument("--quick", action="store_true", help="small subsets, short windows (about a minute)")
+    parser.add_argument("--model", type=Path, help=".safetensors with an int8 twin (default: the bundled model)")
     args = parser.parse_args()
     seconds, faces = (0.6, 500) if args.quick else (args.seconds, None)
     torch.set_num_threads(os.cpu_count() or 1)
     data = load_dataset(DATASETS / "fer2013")
     public, private = (data.where_usage(split).subset(slice(0, faces))
                        for split in ("PublicTest", "PrivateTest"))
-    path = bundled_model_path()
+    path = args.model or bundled_model_path()
     classifiers = engines(path)
-    print(f"{machine()}; {load_average()} at the start\n")
+    print(f"model {path.name if args.model is None else path}; {machine()}; {load_average()} at the start\n")
     speed = speed_rows(classifiers, private.images, seconds)
     agree = agreement_rows(classifiers, private.images, private.labels)
     print(f"faces/s (best of {WINDOWS} interleaved windows, {seconds:g} s per engine and batch); agreement "
@@ -188,7 +191,7 @@ def main() -> None:
           f"{SAME_LABEL_FLOOR:.1%} of the labels) and {len(private):,} PrivateTest faces:\n")
     print("\n".join(margin_table(path, public.images, private.images)))
     print(f"\nwhole pipeline, `Recognizer()` (auto engine, default detector: {DEFAULT_DETECTOR}):")
-    print("\n".join(pipeline_lines(Recognizer())))
+    print("\n".join(pipeline_lines(Recognizer(args.model))))
     print(f"\n{load_average()} at the end")
 
 
