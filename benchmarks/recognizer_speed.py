@@ -1,6 +1,6 @@
 """Speed and fp32 agreement of every engine that runs the bundled model, and the photo → faces pipeline.
 
-    .venv/bin/python benchmarks/recognizer_speed.py [--seconds 4] [--quick] [--model runs/NAME/best.safetensors]
+    .venv/bin/python benchmarks/recognizer_speed.py [--seconds 4] [--quick] [--model MODEL.safetensors]
 
 Throughput is faces/s on uint8 48×48 FER2013 crops through each engine's `predict_proba` (normalisation
 included), at batch 1 (256 faces in turn) and 256, best window of each; the engines take turns window by
@@ -167,7 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per engine and batch size")
     parser.add_argument("--quick", action="store_true", help="small subsets, short windows (about a minute)")
-    parser.add_argument("--model", type=Path, help=".safetensors with an int8 twin (default: the bundled model)")
+    parser.add_argument("--model", type=Path,
+                        help=".safetensors with an int8 twin beside it (default: the bundled model)")
     args = parser.parse_args()
     seconds, faces = (0.6, 500) if args.quick else (args.seconds, None)
     torch.set_num_threads(os.cpu_count() or 1)
