@@ -98,6 +98,8 @@ JOBS = [
         _evaluate("{data}/photos/expw", "--split all --backend auto"), keep="tables", minutes=0.5),
     Job("recognizer_speed", "{py} benchmarks/recognizer_speed.py",
         "{py} benchmarks/recognizer_speed.py --quick", minutes=7),
+    Job("int8_threads", "{py} benchmarks/int8_threads.py", "{py} benchmarks/int8_threads.py --seconds 0.2",
+        keep="text", minutes=0.5),
     Job("classifier_throughput", "{py} benchmarks/classifier_throughput.py",
         "{py} benchmarks/classifier_throughput.py --models fast_fer --seconds 1", keep="text", minutes=3),
     Job("train_vs_keras", "{py} benchmarks/train_vs_keras.py", "{py} benchmarks/train_vs_keras.py --quick",

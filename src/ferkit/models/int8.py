@@ -242,9 +242,9 @@ class Int8Classifier:
     """int8 ONNX Runtime for every face, fp32 again for the near-ties: a `FaceClassifier`.
 
     `single`, when given, is the int8 graph on one thread, for calls with one face: at batch 1 the work of
-    each operator is small, and on the AMX Xeon sharing it with a second thread made one face 20 % slower
-    than one thread did (BENCHMARKS.md, "Classifier speed"). From two faces on, `fast` was as fast or
-    faster; the fp32 re-check was faster on every core even for one face, so it has no such twin.
+    each operator is small, and on the AMX Xeon one thread ran one face 1.24× faster than two
+    (`benchmarks/int8_threads.py`). From two faces on, `fast` was as fast or faster; the fp32 re-check was
+    faster on every core even for one face, so it has no such twin.
     """
 
     def __init__(self, fast: OnnxClassifier, exact: OnnxClassifier, recheck_margin: float = RECHECK_MARGIN,
