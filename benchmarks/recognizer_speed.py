@@ -170,6 +170,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path,
                         help=".safetensors with an int8 twin beside it (default: the bundled model)")
     args = parser.parse_args()
+    if args.model is not None and not int8_path(args.model).is_file():
+        parser.error(f"{int8_path(args.model)} is missing: make it with `ferkit export --model {args.model} "
+                     "--int8 --calibration FER2013_DIR`")
     seconds, faces = (0.6, 500) if args.quick else (args.seconds, None)
     torch.set_num_threads(os.cpu_count() or 1)
     data = load_dataset(DATASETS / "fer2013")
