@@ -1,6 +1,6 @@
 """Speed and fp32 agreement of every engine that runs the bundled model, and the photo → faces pipeline.
 
-    .venv/bin/python benchmarks/recognizer_speed.py [--seconds 4] [--quick] [--model MODEL.safetensors]
+    .venv/bin/python benchmarks/recognizer_speed.py [--seconds 4] [--quick] [--model wild|MODEL.safetensors]
 
 Throughput is faces/s on uint8 48×48 FER2013 crops through each engine's `predict_proba` (normalisation
 included), at batch 1 (256 faces in turn) and 256, best window of each; the engines take turns window by
@@ -8,8 +8,8 @@ window, so load from other work hits them alike. Agreement is against PyTorch fp
 faces): same label, max |Δp|, accuracy. The int8 re-check margin is chosen on PublicTest by `ferkit export
 --int8` (the validation split, as for every other choice); the margin table shows that choice and what it
 gives on PrivateTest. `--quick`: the first 500 faces of each split, 0.6 s per engine and batch (a minute).
-`--model`: another trained model instead of the bundled one, with its int8 twin beside it (`ferkit export
---model M --int8 --calibration FER2013_DIR`).
+`--model`: another model instead of the default: the bundled `wild`, or a trained one with its int8 twin
+beside it (`ferkit export --model M --int8 --calibration FER2013_DIR`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ import torch
 from machine import cpu_line
 
 from ferkit.data import load_dataset
+from ferkit.errors import ModelFileError
 from ferkit.faces import DEFAULT_DETECTOR
+from ferkit.models import resolve
 from ferkit.models.classifier import Classifier
-from ferkit.models.files import bundled_model_path, load_model
+from ferkit.models.files import load_model
 from ferkit.models.int8 import SAME_LABEL_FLOOR, Int8Classifier, int8_path, top_two_gap
 from ferkit.models.onnx import OnnxClassifier, export_bytes
 from ferkit.predict import Recognizer
@@ -50,7 +52,7 @@ def engines(path: Path) -> dict[str, object]:
         "ORT fp32, NumPy normalisation (an exported .onnx file)":
             OnnxClassifier(export_bytes(model, info), info),
         "ORT fp32, uint8 input (`--backend onnx`)": OnnxClassifier.load(path),
-        "ORT int8 alone (`default.int8.onnx` as a file)": OnnxClassifier.load(int8_path(path)),
+        f"ORT int8 alone (`{int8_path(path).name}` as a file)": OnnxClassifier.load(int8_path(path)),
         "ORT int8 + fp32 re-check of near-ties (`--backend int8`, auto)": Int8Classifier.load(path),
         "ORT int8 + re-check, one face on every core too (ferkit's before)":
             every_core(Int8Classifier.load(path)),
@@ -167,20 +169,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per engine and batch size")
     parser.add_argument("--quick", action="store_true", help="small subsets, short windows (about a minute)")
-    parser.add_argument("--model", type=Path,
-                        help=".safetensors with an int8 twin beside it (default: the bundled model)")
+    parser.add_argument("--model", help="a bundled model's name, a run directory or a .safetensors file with "
+                        "an int8 twin beside it (default: the default bundled model)")
     args = parser.parse_args()
-    if args.model is not None and not int8_path(args.model).is_file():
-        parser.error(f"{int8_path(args.model)} is missing: make it with `ferkit export --model {args.model} "
+    try:
+        path = resolve(args.model).weights()
+    except ModelFileError as error:
+        parser.error(str(error))
+    if not int8_path(path).is_file():
+        parser.error(f"{int8_path(path)} is missing: make it with `ferkit export --model {args.model} "
                      "--int8 --calibration FER2013_DIR`")
     seconds, faces = (0.6, 500) if args.quick else (args.seconds, None)
     torch.set_num_threads(os.cpu_count() or 1)
     data = load_dataset(DATASETS / "fer2013")
     public, private = (data.where_usage(split).subset(slice(0, faces))
                        for split in ("PublicTest", "PrivateTest"))
-    path = args.model or bundled_model_path()
     classifiers = engines(path)
-    print(f"model {path.name if args.model is None else path}; {machine()}; {load_average()} at the start\n")
+    print(f"model {args.model or 'default'} ({path.name}); {machine()}; {load_average()} at the start\n")
     speed = speed_rows(classifiers, private.images, seconds)
     agree = agreement_rows(classifiers, private.images, private.labels)
     print(f"faces/s (best of {WINDOWS} interleaved windows, {seconds:g} s per engine and batch); agreement "

@@ -60,8 +60,8 @@ class Job:
         return shlex.split(text.format(py=PY, ferkit=FERKIT, data=DATASETS, tmp=tmp))
 
 
-def _evaluate(data: str, extra: str = "") -> str:
-    return f"{{ferkit}} evaluate --model default --no-progress --data {data} {extra}".strip()
+def _evaluate(data: str, extra: str = "", model: str = "default") -> str:
+    return f"{{ferkit}} evaluate --model {model} --no-progress --data {data} {extra}".strip()
 
 
 JOBS = [
@@ -73,6 +73,18 @@ JOBS = [
         _evaluate("{data}/ckplus/CK+48 {data}/photos/expw", "--split all"), keep="tables", minutes=0.5),
     Job("cross_dataset_boxes", _evaluate("{data}/expw-dev", "--boxes --split all"), keep="tables",
         minutes=0.3),
+    Job("wild_vs_default",
+        _evaluate("{data}/fer2013 {data}/expw-dev", "--split val --against default", "wild"),
+        _evaluate("{data}/photos/expw", "--split all --against default", "wild"), keep="tables", minutes=2),
+    Job("wild_accuracy", _evaluate("{data}/fer2013", "--split test", "wild"), keep="tables", minutes=0.5),
+    Job("wild_accuracy_ferplus",
+        _evaluate("{data}/fer2013", "--labels ferplus-majority --split test", "wild"), keep="tables",
+        minutes=0.5),
+    Job("wild_cross_dataset",
+        _evaluate("{data}/ckplus/CK+48 {data}/expw-dev {data}/photos/expw", "--split all", "wild"),
+        _evaluate("{data}/ckplus/CK+48 {data}/photos/expw", "--split all", "wild"), keep="tables", minutes=1),
+    Job("wild_cross_dataset_boxes", _evaluate("{data}/expw-dev", "--boxes --split all", "wild"),
+        keep="tables", minutes=0.5),
     Job("uncalibrated", _evaluate("{data}/fer2013", "--split test --no-calibration"), keep="tables",
         minutes=0.5),
     Job("uncalibrated_expw", _evaluate("{data}/expw-dev", "--split all --no-calibration"),
@@ -98,6 +110,8 @@ JOBS = [
         _evaluate("{data}/photos/expw", "--split all --backend auto"), keep="tables", minutes=0.5),
     Job("recognizer_speed", "{py} benchmarks/recognizer_speed.py",
         "{py} benchmarks/recognizer_speed.py --quick", minutes=7),
+    Job("wild_speed", "{py} benchmarks/recognizer_speed.py --model wild",
+        "{py} benchmarks/recognizer_speed.py --quick --model wild", minutes=7),
     Job("int8_threads", "{py} benchmarks/int8_threads.py", "{py} benchmarks/int8_threads.py --seconds 0.2",
         keep="text", minutes=0.5),
     Job("classifier_throughput", "{py} benchmarks/classifier_throughput.py",

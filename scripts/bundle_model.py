@@ -1,9 +1,10 @@
-"""Copy a finished run's best model into the package as the bundled default, with its measured metrics.
+"""Copy a finished run's best model into the package as a bundled model, with its measured metrics.
 
-    .venv/bin/python scripts/bundle_model.py runs/default-fast_fer
+    .venv/bin/python scripts/bundle_model.py RUN [--name default|wild] --command "ferkit train ..."
 
 The JSON sidecar gains the run's test metrics (FER2013 PrivateTest accuracy and per-class recall),
-the exact training command and the training time, so the shipped file documents itself.
+the exact training command and the training time, so the shipped file documents itself. The run's int8
+twin (`ferkit export --int8`), when it has one made from these weights, is copied beside it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import json
 from pathlib import Path
 
 from ferkit.atomic import write_bytes, write_json
-from ferkit.models.files import BEST_FILE, DEFAULT_MODEL_NAME, load_model, read_info
+from ferkit.models.files import BEST_FILE, BUNDLED_MODELS, load_model, read_info
+from ferkit.models.int8 import int8_path, int8_problem
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "pretrained"
 
@@ -21,6 +23,8 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "pretraine
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
+    parser.add_argument("--name", choices=sorted(BUNDLED_MODELS), default="default",
+                        help="which bundled model the run becomes")
     parser.add_argument("--command", default="", help="the ferkit train command that made the run")
     args = parser.parse_args()
     best = args.run / BEST_FILE
@@ -43,9 +47,11 @@ def main() -> None:
                   "training_seconds": round(sum(h["seconds"] for h in history), 1), "config": config,
                   "command": args.command}
     PRETRAINED.mkdir(parents=True, exist_ok=True)
-    target = PRETRAINED / DEFAULT_MODEL_NAME
+    target = PRETRAINED / BUNDLED_MODELS[args.name]
     write_bytes(target, best.read_bytes())
     write_json(target.with_suffix(".json"), {"format_version": 1, **info.__dict__})
+    if int8_problem(best) is None:
+        write_bytes(int8_path(target), int8_path(best).read_bytes())
     print(f"bundled {best} as {target} (PrivateTest accuracy {test['accuracy']:.4f})")
 
 

@@ -45,6 +45,15 @@ def test_train_then_evaluate(fer2013_small, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+def test_models_lists_bundled_models_and_architectures(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("bundled models")
+    assert lines[1].split()[:2] == ["default", "fast_fer:"]
+    assert lines[2].split()[:2] == ["wild", "resnet_fer:"]
+    assert "  seed_cnn" in lines and "  fast_fer" in lines
+
+
 def test_summary_prints_layers(capsys):
     assert main(["summary", "--model", "seed_cnn"]) == 0
     out = capsys.readouterr().out

@@ -54,8 +54,9 @@ def _spec(files: dict[str, Path], spec: str) -> str | Path | None:
 
 
 @pytest.mark.parametrize("spec, kind, name, path", [
-    ("default", "default", "default", "bundled"),
-    (None, "default", "default", "bundled"),
+    ("default", "bundled", "default", "bundled:default"),
+    (None, "bundled", "default", "bundled:default"),
+    ("wild", "bundled", "wild", "bundled:wild"),
     ("fast_fer", "architecture", "fast_fer", None),
     ("seed_cnn", "architecture", "seed_cnn", None),
     ("@safetensors", "safetensors", "m", "@safetensors"),
@@ -67,10 +68,10 @@ def _spec(files: dict[str, Path], spec: str) -> str | Path | None:
 def test_resolve_names_each_kind(files, spec, kind, name, path):
     source = resolve(spec if spec is None else _spec(files, spec))
     assert (source.kind, source.name) == (kind, name)
-    if path == "bundled":
-        assert source.path == bundled_model_path()
-    elif path is None:
+    if path is None:
         assert source.path is None
+    elif path.startswith("bundled:"):
+        assert source.path == bundled_model_path(path.partition(":")[2])
     else:
         key, _, child = path[1:].partition("/")
         assert source.path == (files[key] / child if child else files[key])
@@ -109,6 +110,7 @@ def test_weights_refuses_what_has_none_to_load(files, spec, onnx, words):
     ("default", "torch", Classifier),
     ("default", "onnx", OnnxClassifier),
     ("default", "int8", Int8Classifier),
+    ("wild", "auto", Int8Classifier),
     (None, "torch", Classifier),
     ("@safetensors", "torch", Classifier),
     ("@@safetensors", "onnx", OnnxClassifier),
@@ -170,8 +172,9 @@ def test_cli_video_with_the_default_model(clip, tmp_path, capsys):
     assert rows and {r["frame"] for r in rows} <= {"0", "1", "2"}, rows[:1]
 
 
-@pytest.mark.parametrize("spec, name", [("default", "fast_fer"), ("@safetensors", "seed_cnn"),
-                                        ("@run", "seed_cnn"), ("vgg_fer", "vgg_fer")])
+@pytest.mark.parametrize("spec, name", [("default", "fast_fer"), ("wild", "resnet_fer"),
+                                        ("@safetensors", "seed_cnn"), ("@run", "seed_cnn"),
+                                        ("vgg_fer", "vgg_fer")])
 def test_cli_summary_takes_every_spec_with_an_architecture(files, spec, name, capsys):
     assert main(["summary", "--model", _spec(files, spec)]) == 0
     out = capsys.readouterr().out

@@ -83,14 +83,21 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _add_models(sub) -> None:
-    sub.add_parser("models", help="list the registered architectures")
+    sub.add_parser("models", help="list the bundled models and the registered architectures")
 
 
 @_command("models")
 def _models(args: argparse.Namespace) -> int:
     from .models import list_models
+    from .models.files import BUNDLED_ABOUT, BUNDLED_MODELS, bundled_model_path, read_info
 
-    print("\n".join(list_models()))
+    print("bundled models (--model NAME; MODEL_CARD.md):")
+    for name in BUNDLED_MODELS:
+        info = read_info(bundled_model_path(name))
+        private = info.metrics.get("private_test_accuracy", float("nan"))
+        print(f"  {name:8} {info.model_name}: {BUNDLED_ABOUT[name]} (FER2013 PrivateTest {private:.1%})")
+    print("architectures (ferkit train --model NAME, ferkit summary --model NAME):")
+    print("\n".join(f"  {name}" for name in list_models()))
     return 0
 
 

@@ -36,7 +36,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     _check_split(args.split)
     source = resolve(args.model)
     weights = source.weights()
-    if source.kind == "default" and not args.out:
+    if source.kind == "bundled" and not args.out:
         raise ConfigError("the bundled model is part of ferkit's installation; write the calibrated copy "
                           "elsewhere with --out FILE.safetensors")
     out = Path(args.out) if args.out else weights

@@ -1,9 +1,10 @@
 """The one place that turns a model argument (`--model`, `--teacher`, `Recognizer(model=...)`) into a file.
 
-A spec is one of: `default` (or None), the bundled model; a registered architecture name such as `fast_fer`
-(no weights: only `ferkit summary` can use it); a `.safetensors` model file; an `.onnx` file written by
-`ferkit export`; a run directory written by `ferkit train`, holding best.safetensors. The keywords win over a
-same-named file in the current folder (pass `./default` for that); a Path object is always a path.
+A spec is one of: `default` (or None) or `wild`, the bundled models (MODEL_CARD.md); a registered
+architecture name such as `fast_fer` (no weights: only `ferkit summary` can use it); a `.safetensors` model
+file; an `.onnx` file written by `ferkit export`; a run directory written by `ferkit train`, holding
+best.safetensors. The keywords win over a same-named file in the current folder (pass `./default` for
+that); a Path object is always a path.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from typing import Literal
 
 from ..errors import ConfigError, ModelFileError
 from .classifier import Classifier, FaceClassifier
-from .files import BEST_FILE, bundled_model_path, refuse_pickle
+from .files import BEST_FILE, BUNDLED_MODELS, bundled_model_path, refuse_pickle
 from .int8 import Int8Classifier, int8_problem
 from .onnx import OnnxClassifier, onnx_available
 from .registry import list_models
 from .wrappers import with_temperature
 
-ModelKind = Literal["default", "architecture", "safetensors", "onnx", "run"]
+ModelKind = Literal["bundled", "architecture", "safetensors", "onnx", "run"]
 ModelSpec = str | Path | None
 DEFAULT = "default"
 MODEL_SUFFIXES = (".safetensors", ".onnx")
-ACCEPTED = (f"'{DEFAULT}' (the bundled model), a registered architecture (see `ferkit models`), "
+ACCEPTED = (f"'{DEFAULT}' or 'wild' (the bundled models), a registered architecture (see `ferkit models`), "
             f"a .safetensors or .onnx model file, or a run directory holding {BEST_FILE}")
 
 
@@ -51,8 +52,10 @@ class ResolvedModel:
 
 def resolve(spec: ModelSpec = None) -> ResolvedModel:
     """Say what `spec` names, or raise one ModelFileError that lists the accepted kinds."""
-    if spec is None or (isinstance(spec, str) and spec == DEFAULT):
-        return ResolvedModel("default", bundled_model_path(), DEFAULT)
+    if spec is None:
+        spec = DEFAULT
+    if isinstance(spec, str) and spec in BUNDLED_MODELS:
+        return ResolvedModel("bundled", bundled_model_path(spec), spec)
     if isinstance(spec, str) and spec in list_models():
         return ResolvedModel("architecture", None, spec)
     if isinstance(spec, str) and not spec.strip():
