@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/photo_peers.py            # expw-dev (1,388 faces) and photos/expw (90)
     .venv/bin/python benchmarks/photo_peers.py --quick    # 150 expw-dev faces drawn at random, photos/expw
+    .venv/bin/python benchmarks/photo_peers.py --ferkit default   # which bundled models (default,wild)
 
 Two paths per model, as `ferkit evaluate` defines them:
   full path  what a user runs on a photo: the model's own detector (ferkit: `Recognizer()`, YuNet and the
@@ -51,6 +52,7 @@ from ferkit.evaluate_photos import (  # noqa: E402
     match_squared,
     read_box_csv,
 )
+from ferkit.models.files import BUNDLED_MODELS  # noqa: E402
 from ferkit.predict import Recognizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,14 +69,18 @@ def labelled_faces(name: str, quick: bool) -> list[LabelledFace]:
     return faces
 
 
-def ferkit_predictions(faces: list[LabelledFace], name: str) -> dict[str, list[str]]:
+def ferkit_predictions(faces: list[LabelledFace], name: str, model: str) -> dict[str, list[str]]:
     """ferkit's label per labelled face on each path ('' when the full path found no matching face)."""
-    recognizer = Recognizer()
+    recognizer = Recognizer(model)
     predicted = {}
     for match in ("detect", "boxes"):
         e = evaluate_faces(recognizer, faces, name, match, MIN_IOU, progress=False)
         predicted[match] = [e.class_names[p] if found else "" for p, found in zip(e.y_pred, e.found)]
     return predicted
+
+
+def ferkit_name(model: str) -> str:
+    return "ferkit" if model == "default" else f"ferkit {model}"
 
 
 def answers_to_labels(faces: list[LabelledFace], photos: dict[Path, list[int]],
@@ -162,17 +168,21 @@ def paired(labels: list[str], ours: list[str], theirs: list[str], mask: np.ndarr
 
 def paired_table(data: str, labels: list[str], models: dict[str, dict[str, list[str]]],
                  common: np.ndarray) -> None:
-    """ferkit against each peer on the same faces: the faces only one of the two gets right, and p."""
+    """Each ferkit model against each peer on the same faces: the faces only one of the two gets right,
+    and p."""
     print(f"\n{data}: ferkit against each peer, paired on the same faces (McNemar's exact test on the faces "
           "only one of the two gets right; a missed face is wrong)\n")
-    print("| peer | path | faces | only ferkit right | only the peer right | McNemar p |")
-    print("|---|---|---|---|---|---|")
+    print("| ferkit | peer | path | faces | only ferkit right | only the peer right | McNemar p |")
+    print("|---|---|---|---|---|---|---|")
     everyone = np.ones(len(labels), dtype=bool)
-    for peer in [m for m in models if m != "ferkit"]:
+    ours = [m for m in models if m.startswith("ferkit")]
+    for peer in [m for m in models if m not in ours]:
         for path, title in (("detect", "full path"), ("boxes", "labelled boxes")):
             for mask, which in ((everyone, "all"), (common, "every detector found")):
-                a, b, p = paired(labels, models["ferkit"][path], models[peer][path], mask)
-                print(f"| {peer} | {title} | {int(mask.sum())} ({which}) | {a} | {b} | {p:.2g} |")
+                for model in ours:
+                    a, b, p = paired(labels, models[model][path], models[peer][path], mask)
+                    faces = f"{int(mask.sum())} ({which})"
+                    print(f"| {model} | {peer} | {title} | {faces} | {a} | {b} | {p:.2g} |")
 
 
 def class_rows(labels: list[str], predicted: list[str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -206,10 +216,17 @@ def class_table(data: str, labels: list[str], models: dict[str, dict[str, list[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_FACES} expw-dev faces, photos/expw")
+    parser.add_argument("--ferkit", default=",".join(BUNDLED_MODELS),
+                        help="ferkit's bundled models to run, comma-separated (default: all of them)")
     args = parser.parse_args()
+    ferkit_models = [m.strip() for m in args.ferkit.split(",") if m.strip()]
+    unknown = [m for m in ferkit_models if m not in BUNDLED_MODELS]
+    if unknown or not ferkit_models:
+        parser.error(f"--ferkit {args.ferkit}: choose from {', '.join(BUNDLED_MODELS)}")
     python, why = peers_python_or_reason()
     node_dir, node_why = node_peers_or_reason()
-    print(f"ferkit: the bundled model, Recognizer() defaults; fer: {FER}, FER() defaults; "
+    rows_named = ", ".join(f"{ferkit_name(m)}: Recognizer(model='{m}')" for m in ferkit_models)
+    print(f"ferkit: bundled models, Recognizer() defaults ({rows_named}); fer: {FER}, FER() defaults; "
           f"face-api.js: {NODE_PACKAGES[0]}, SSD MobileNet v1 + expression net, TensorFlow.js WASM")
     for reason in (why, node_why):
         print(f"left out: {reason}" if reason else "", end="\n" if reason else "")
@@ -218,7 +235,7 @@ def main() -> None:
     for name in SOURCES:
         faces = labelled_faces(name, args.quick)
         labels = [face.label for face in faces]
-        models = {"ferkit": ferkit_predictions(faces, name)}
+        models = {ferkit_name(m): ferkit_predictions(faces, name, m) for m in ferkit_models}
         if python:
             models["fer"] = fer_predictions(faces, python)
         if node_dir:
