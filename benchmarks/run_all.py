@@ -105,6 +105,12 @@ JOBS = [
         "--lr 1e-3 --no-progress --out {tmp}/crossval",
         "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 2 --model fast_fer --epochs 1 --init default "
         "--no-progress --out {tmp}/crossval", keep="text", minutes=10),
+    Job("ckplus_crossval_wild",
+        "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 10 --model resnet_fer --epochs 30 "
+        "--optimizer adamw --weight-decay 0.05 --label-smoothing 0.1 --warmup-epochs 2 --init wild "
+        "--lr 1e-3 --no-progress --out {tmp}/crossval",
+        "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 2 --model resnet_fer --epochs 1 --init wild "
+        "--no-progress --out {tmp}/crossval", keep="text", minutes=9),
     Job("default_engine_photos",
         _evaluate("{data}/expw-dev {data}/photos/expw", "--split all --backend auto"),
         _evaluate("{data}/photos/expw", "--split all --backend auto"), keep="tables", minutes=0.5),
