@@ -96,6 +96,8 @@ JOBS = [
         minutes=13),
     Job("failure_modes", "{py} benchmarks/failure_modes.py", "{py} benchmarks/failure_modes.py --quick",
         minutes=1.5),
+    Job("wild_failure_modes", "{py} benchmarks/failure_modes.py --model wild",
+        "{py} benchmarks/failure_modes.py --model wild --quick", minutes=1.5),
     Job("label_agreement", "{py} benchmarks/label_agreement.py", minutes=0.2),
     Job("calibration_variants", "{py} benchmarks/calibration_variants.py",
         "{py} benchmarks/calibration_variants.py --quick", minutes=1),
