@@ -96,9 +96,11 @@ def test_a_run_config_json_is_a_recipe(tmp_path):
     assert load_recipe(tmp_path / "config.json") == replace(cfg, augment=AugmentConfig(zoom=(0.9, 1.2)))
 
 
-def test_bundled_model_recipe_reproduces_its_recorded_config():
-    shipped = json.loads((ROOT / "src/ferkit/pretrained/default.json").read_text())["extra"]["config"]
-    assert load_recipe(ROOT / "configs/default.yaml") == TrainConfig.from_dict(shipped)
+@pytest.mark.parametrize("bundled, recipe", [("default", "default.yaml"),
+                                             ("wild", "wild-resnet-teacher.yaml")])
+def test_bundled_model_recipe_reproduces_its_recorded_config(bundled, recipe):
+    shipped = json.loads((ROOT / f"src/ferkit/pretrained/{bundled}.json").read_text())["extra"]["config"]
+    assert load_recipe(ROOT / "configs" / recipe) == TrainConfig.from_dict(shipped)
 
 
 def test_teacher_recipe_is_the_model_card_command():

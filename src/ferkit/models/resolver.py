@@ -25,8 +25,9 @@ ModelKind = Literal["bundled", "architecture", "safetensors", "onnx", "run"]
 ModelSpec = str | Path | None
 DEFAULT = "default"
 MODEL_SUFFIXES = (".safetensors", ".onnx")
-ACCEPTED = (f"'{DEFAULT}' or 'wild' (the bundled models), a registered architecture (see `ferkit models`), "
-            f"a .safetensors or .onnx model file, or a run directory holding {BEST_FILE}")
+ACCEPTED = (f"{' or '.join(repr(name) for name in BUNDLED_MODELS)} (the bundled models), a registered "
+            f"architecture (see `ferkit models`), a .safetensors or .onnx model file, or a run directory "
+            f"holding {BEST_FILE}")
 
 
 @dataclass(frozen=True)
