@@ -118,6 +118,8 @@ JOBS = [
         _evaluate("{data}/photos/expw", "--split all --backend auto"), keep="tables", minutes=0.5),
     Job("recognizer_speed", "{py} benchmarks/recognizer_speed.py",
         "{py} benchmarks/recognizer_speed.py --quick", minutes=7),
+    Job("int8_one_face", "{py} benchmarks/int8_one_face.py", "{py} benchmarks/int8_one_face.py --seconds 0.5",
+        minutes=0.7),
     Job("wild_speed", "{py} benchmarks/recognizer_speed.py --model wild",
         "{py} benchmarks/recognizer_speed.py --quick --model wild", minutes=7),
     Job("int8_threads", "{py} benchmarks/int8_threads.py", "{py} benchmarks/int8_threads.py --seconds 0.2",

@@ -1,0 +1,153 @@
+"""Where the time of one face goes in the default engine: why batch 1 stays under 5,000 faces/s.
+
+    .venv/bin/python benchmarks/int8_one_face.py [--seconds 3]
+
+Three tables for the bundled model's int8 twin on one thread, one FER2013 PrivateTest face per call:
+1. the graph alone (`InferenceSession.run`) under each ONNX Runtime session option that could matter for
+   a small graph (optimisation level, memory arena, memory patterns, denormals; ferkit's session first),
+   taking turns window by window;
+2. ORT's own profile of that run: microseconds per operator type, per face, summed over the graph's nodes
+   (the profiler adds its own cost, so the total is above table 1's);
+3. the engine's layers, from the bare graph to `Int8Classifier.predict_proba` on 256 faces in turn, each
+   row adding one layer: input checks and output lists, the near-tie test, the fp32 re-check of the faces
+   whose two best classes are closer than the margin (the share of such faces is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from machine import cpu_line
+
+from ferkit.data import load_dataset
+from ferkit.models.files import bundled_model_path
+from ferkit.models.int8 import Int8Classifier, int8_path
+from ferkit.onnx_session import cpu_session
+
+DATASETS = Path(os.environ.get("FERKIT_DATASETS",
+                               Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+WINDOWS = 5
+
+
+def session_variants(graph: bytes) -> dict[str, ort.InferenceSession]:
+    """ferkit's one-thread session, then the same with one option changed."""
+    def changed(change: Callable[[ort.SessionOptions], None]) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        change(options)
+        return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+    level = ort.GraphOptimizationLevel
+    return {
+        "ferkit's session (all graph optimisations)": cpu_session(graph, threads=1),
+        "extended optimisations only (no layout changes)":
+            changed(lambda o: setattr(o, "graph_optimization_level", level.ORT_ENABLE_EXTENDED)),
+        "no memory arena": changed(lambda o: setattr(o, "enable_cpu_mem_arena", False)),
+        "no memory patterns": changed(lambda o: setattr(o, "enable_mem_pattern", False)),
+        "denormals as zero":
+            changed(lambda o: o.add_session_config_entry("session.set_denormal_as_zero", "1")),
+    }
+
+
+def interleaved(runs: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
+    """Calls/s of each run: the best of WINDOWS windows, the runs taking turns window by window."""
+    for fn in runs.values():
+        for _ in range(20):
+            fn()
+    best = dict.fromkeys(runs, 0.0)
+    for _ in range(WINDOWS):
+        for name, fn in runs.items():
+            calls, start = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - start) < seconds / WINDOWS:
+                fn()
+                calls += 1
+            best[name] = max(best[name], calls / elapsed)
+    return best
+
+
+def options_table(graph: bytes, face: np.ndarray, seconds: float) -> list[str]:
+    sessions = session_variants(graph)
+    name = next(iter(sessions.values())).get_inputs()[0].name
+    rates = interleaved({k: (lambda s=s: s.run(None, {name: face})) for k, s in sessions.items()}, seconds)
+    return ["| session (1 thread, one face) | faces/s | µs per face |", "|---|---|---|"] + [
+        f"| {k} | {r:,.0f} | {1e6 / r:.0f} |" for k, r in rates.items()]
+
+
+def operator_table(graph: bytes, face: np.ndarray, runs: int = 2000) -> list[str]:
+    """ORT's profile of `runs` one-face runs: µs per face by operator type, largest first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: face}
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_type: dict[str, float] = defaultdict(float)
+    nodes: dict[str, set] = defaultdict(set)
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            kind = event["args"].get("op_name", "?")
+            per_type[kind] += event["dur"] / runs
+            nodes[kind].add(event["name"])
+    total = sum(per_type.values())
+    lines = ["| operator | nodes | µs per face | share |", "|---|---|---|---|"]
+    lines += [f"| {kind} | {len(nodes[kind])} | {us:.1f} | {us / total:.0%} |"
+              for kind, us in sorted(per_type.items(), key=lambda kv: -kv[1])]
+    return lines + [f"| all (under the profiler) | {sum(len(n) for n in nodes.values())} | {total:.1f} | |"]
+
+
+def layers_table(engine: Int8Classifier, faces: np.ndarray, seconds: float) -> list[str]:
+    single = engine.single or engine.fast
+    gaps = np.diff(np.sort(single.outputs(faces)[1], axis=1)[:, -2:], axis=1)[:, 0]
+    clear = faces[gaps >= engine.recheck_margin]
+    in_turn = {"clear": itertools.cycle(clear[i:i + 1] for i in range(len(clear))),
+               "all": itertools.cycle(faces[i:i + 1] for i in range(len(faces)))}
+    feed = {single.input_name: np.ascontiguousarray(faces[:1])}
+    runs = {
+        "the graph alone (`InferenceSession.run`, one face)": lambda: single.session.run(None, feed),
+        "+ ferkit's input and output handling (`OnnxClassifier.outputs`)": lambda: single.outputs(faces[:1]),
+        "+ the near-tie test, faces that need no re-check (`predict_proba`)":
+            lambda: engine.predict_proba(next(in_turn["clear"])),
+        "+ the fp32 re-check, 256 faces in turn (the default engine at batch 1)":
+            lambda: engine.predict_proba(next(in_turn["all"])),
+    }
+    rates = interleaved(runs, seconds)
+    lines = ["| what runs | faces/s | µs per face |", "|---|---|---|"]
+    lines += [f"| {k} | {r:,.0f} | {1e6 / r:.0f} |" for k, r in rates.items()]
+    return lines + ["", f"near-ties re-checked in fp32: {(gaps < engine.recheck_margin).mean():.1%} of the "
+                        f"{len(faces)} faces (margin {engine.recheck_margin}); "
+                        f"{'one-thread' if engine.single else 'shared'} session for one face"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per row of the timed tables")
+    args = parser.parse_args()
+    faces = load_dataset(DATASETS / "fer2013").where_usage("PrivateTest").images[:256]
+    weights = bundled_model_path()
+    graph = int8_path(weights).read_bytes()
+    face = np.ascontiguousarray(faces[:1])
+    print(f"{cpu_line()}; onnxruntime {ort.__version__}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print("\n".join(options_table(graph, face, args.seconds)) + "\n")
+    print("\n".join(operator_table(graph, face)) + "\n")
+    print("\n".join(layers_table(Int8Classifier.load(weights), faces, args.seconds)))
+
+
+if __name__ == "__main__":
+    main()
