@@ -20,7 +20,6 @@ import itertools
 import json
 import os
 import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from machine import cpu_line
+from recognizer_speed import interleaved_rates
 
 from ferkit.data import load_dataset
 from ferkit.models.files import bundled_model_path
@@ -36,7 +36,6 @@ from ferkit.onnx_session import cpu_session
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS",
                                Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-WINDOWS = 5
 
 
 def session_variants(graph: bytes) -> dict[str, ort.InferenceSession]:
@@ -60,26 +59,11 @@ def session_variants(graph: bytes) -> dict[str, ort.InferenceSession]:
     }
 
 
-def interleaved(runs: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
-    """Calls/s of each run: the best of WINDOWS windows, the runs taking turns window by window."""
-    for fn in runs.values():
-        for _ in range(20):
-            fn()
-    best = dict.fromkeys(runs, 0.0)
-    for _ in range(WINDOWS):
-        for name, fn in runs.items():
-            calls, start = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - start) < seconds / WINDOWS:
-                fn()
-                calls += 1
-            best[name] = max(best[name], calls / elapsed)
-    return best
-
-
 def options_table(graph: bytes, face: np.ndarray, seconds: float) -> list[str]:
     sessions = session_variants(graph)
     name = next(iter(sessions.values())).get_inputs()[0].name
-    rates = interleaved({k: (lambda s=s: s.run(None, {name: face})) for k, s in sessions.items()}, seconds)
+    runs = {k: (lambda s=s: s.run(None, {name: face})) for k, s in sessions.items()}
+    rates = interleaved_rates(runs, 1, seconds)
     return ["| session (1 thread, one face) | faces/s | µs per face |", "|---|---|---|"] + [
         f"| {k} | {r:,.0f} | {1e6 / r:.0f} |" for k, r in rates.items()]
 
@@ -126,7 +110,7 @@ def layers_table(engine: Int8Classifier, faces: np.ndarray, seconds: float) -> l
         "+ the fp32 re-check, 256 faces in turn (the default engine at batch 1)":
             lambda: engine.predict_proba(next(in_turn["all"])),
     }
-    rates = interleaved(runs, seconds)
+    rates = interleaved_rates(runs, 1, seconds)
     lines = ["| what runs | faces/s | µs per face |", "|---|---|---|"]
     lines += [f"| {k} | {r:,.0f} | {1e6 / r:.0f} |" for k, r in rates.items()]
     return lines + ["", f"near-ties re-checked in fp32: {(gaps < engine.recheck_margin).mean():.1%} of the "
