@@ -31,7 +31,7 @@ from recognizer_speed import interleaved_rates
 
 from ferkit.data import load_dataset
 from ferkit.models.files import bundled_model_path
-from ferkit.models.int8 import Int8Classifier, int8_path
+from ferkit.models.int8 import Int8Classifier, int8_path, top_two_gap
 from ferkit.onnx_session import cpu_session
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS",
@@ -97,7 +97,7 @@ def operator_table(graph: bytes, face: np.ndarray, runs: int = 2000) -> list[str
 
 def layers_table(engine: Int8Classifier, faces: np.ndarray, seconds: float) -> list[str]:
     single = engine.single or engine.fast
-    gaps = np.diff(np.sort(single.outputs(faces)[1], axis=1)[:, -2:], axis=1)[:, 0]
+    gaps = top_two_gap(single.outputs(faces)[1])
     clear = faces[gaps >= engine.recheck_margin]
     in_turn = {"clear": itertools.cycle(clear[i:i + 1] for i in range(len(clear))),
                "all": itertools.cycle(faces[i:i + 1] for i in range(len(faces)))}

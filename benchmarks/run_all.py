@@ -64,6 +64,15 @@ def _evaluate(data: str, extra: str = "", model: str = "default") -> str:
     return f"{{ferkit}} evaluate --model {model} --no-progress --data {data} {extra}".strip()
 
 
+def _crossval(model: str, init: str, quick: bool) -> str:
+    """CK+48 subject-independent cross-validation of `model` fine-tuned from `init` (the block's recipe)."""
+    start, end = "{ferkit} crossval --data {data}/ckplus/CK+48", "--no-progress --out {tmp}/crossval"
+    if quick:
+        return f"{start} --folds 2 --model {model} --epochs 1 --init {init} {end}"
+    return (f"{start} --folds 10 --model {model} --epochs 30 --optimizer adamw --weight-decay 0.05 "
+            f"--label-smoothing 0.1 --warmup-epochs 2 --init {init} --lr 1e-3 {end}")
+
+
 JOBS = [
     Job("accuracy", _evaluate("{data}/fer2013", "--split test"), keep="tables", minutes=0.5),
     Job("accuracy_ferplus", _evaluate("{data}/fer2013", "--labels ferplus-majority --split test"),
@@ -101,18 +110,10 @@ JOBS = [
     Job("label_agreement", "{py} benchmarks/label_agreement.py", minutes=0.2),
     Job("calibration_variants", "{py} benchmarks/calibration_variants.py",
         "{py} benchmarks/calibration_variants.py --quick", minutes=1),
-    Job("ckplus_crossval",
-        "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 10 --model fast_fer --epochs 30 "
-        "--optimizer adamw --weight-decay 0.05 --label-smoothing 0.1 --warmup-epochs 2 --init default "
-        "--lr 1e-3 --no-progress --out {tmp}/crossval",
-        "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 2 --model fast_fer --epochs 1 --init default "
-        "--no-progress --out {tmp}/crossval", keep="text", minutes=10),
-    Job("ckplus_crossval_wild",
-        "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 10 --model resnet_fer --epochs 30 "
-        "--optimizer adamw --weight-decay 0.05 --label-smoothing 0.1 --warmup-epochs 2 --init wild "
-        "--lr 1e-3 --no-progress --out {tmp}/crossval",
-        "{ferkit} crossval --data {data}/ckplus/CK+48 --folds 2 --model resnet_fer --epochs 1 --init wild "
-        "--no-progress --out {tmp}/crossval", keep="text", minutes=9),
+    Job("ckplus_crossval", _crossval("fast_fer", "default", False), _crossval("fast_fer", "default", True),
+        keep="text", minutes=10),
+    Job("ckplus_crossval_wild", _crossval("resnet_fer", "wild", False), _crossval("resnet_fer", "wild", True),
+        keep="text", minutes=9),
     Job("default_engine_photos",
         _evaluate("{data}/expw-dev {data}/photos/expw", "--split all --backend auto"),
         _evaluate("{data}/photos/expw", "--split all --backend auto"), keep="tables", minutes=0.5),
