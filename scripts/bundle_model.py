@@ -50,9 +50,18 @@ def main() -> None:
     target = PRETRAINED / BUNDLED_MODELS[args.name]
     write_bytes(target, best.read_bytes())
     write_json(target.with_suffix(".json"), {"format_version": 1, **info.__dict__})
-    if int8_problem(best) is None:
-        write_bytes(int8_path(target), int8_path(best).read_bytes())
+    _bundle_twin(best, target)
     print(f"bundled {best} as {target} (PrivateTest accuracy {test['accuracy']:.4f})")
+
+
+def _bundle_twin(best: Path, target: Path) -> None:
+    """Copy the run's int8 twin beside the bundled weights, or remove one made from older weights."""
+    problem = int8_problem(best)
+    if problem is None:
+        write_bytes(int8_path(target), int8_path(best).read_bytes())
+    elif int8_path(target).exists():
+        int8_path(target).unlink()
+        print(f"removed {int8_path(target)}, made from the older weights; the run has none: {problem}")
 
 
 def _trained_on(config: dict) -> str:

@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 # The models that ship inside the package (MODEL_CARD.md): the name a user passes, and its file.
 BUNDLED_MODELS = {"default": "default.safetensors", "wild": "wild.safetensors"}
 BUNDLED_ABOUT = {"default": "fast, and the best on FER2013's own labels",
-                 "wild": "the best on real photos measured here; 2.3x the default's work per face"}
+                 "wild": "the best on real photos measured here; 2.3x the default's multiply-adds per face"}
 DEFAULT_MODEL_NAME = BUNDLED_MODELS["default"]
 BEST_FILE = "best.safetensors"  # a run directory's model: the epoch with the best validation accuracy
 
