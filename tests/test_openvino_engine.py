@@ -13,5 +13,6 @@ def test_an_unknown_model_is_one_error_line():
     result = subprocess.run([sys.executable, "benchmarks/openvino_engine.py", "--model", "default,nope"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].endswith("--model: unknown ['nope']; bundled: default, wild")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.endswith("--model: unknown ['nope']; bundled: default, wild")
     assert result.stdout == ""  # nothing measured, nothing installed
