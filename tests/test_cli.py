@@ -67,6 +67,7 @@ def test_summary_prints_layers(capsys):
     (["train", "--resume", "/no/such/run"], "/no/such/run"),
     (["evaluate", "--run", "/no/such/run"], "/no/such/run"),
     (["summary", "--model", "no_such_net"], "no_such_net"),
+    (["webcam", "--camera", "7", "--no-window"], "7: cannot open this camera"),  # OpenCV's warning kept quiet
 ])
 def test_user_mistakes_give_one_line_and_exit_2(argv, words):
     result = subprocess.run([sys.executable, "-m", "ferkit.cli", *argv], capture_output=True, text=True,

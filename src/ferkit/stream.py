@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
@@ -60,12 +61,23 @@ def open_video(source: str | int) -> cv2.VideoCapture:
             raise VideoError(f"{path}: no such video file")
         if path.is_dir():
             raise VideoError(f"{path}: is a directory, expected a video file")
-    capture = cv2.VideoCapture(int(source) if _is_camera(source) else str(source))
+    with _opencv_silent():  # its own warnings would come before ferkit's one error line
+        capture = cv2.VideoCapture(int(source) if _is_camera(source) else str(source))
     if not capture.isOpened():
         kind = "camera" if _is_camera(source) else "video"
         raise VideoError(f"{source}: cannot open this {kind}" + (" (not a video file OpenCV can decode)"
                                                                    if kind == "video" else ""))
     return capture
+
+
+@contextmanager
+def _opencv_silent() -> Iterator[None]:
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
