@@ -4,7 +4,8 @@
 
 The JSON sidecar gains the run's test metrics (FER2013 PrivateTest accuracy and per-class recall),
 the exact training command and the training time, so the shipped file documents itself. The run's int8
-twin (`ferkit export --int8`), when it has one made from these weights, is copied beside it.
+twin (`ferkit export --int8`), when it has one made from these weights, is copied beside it; otherwise
+a bundled twin left from older weights is removed, so the package never pairs weights with another's twin.
 """
 
 from __future__ import annotations
