@@ -148,3 +148,9 @@ def test_wild_finetune_recipe_is_its_command_line():
                "--blur 0.25 --blur-sigma 1.2 --noise 0.25 --noise-sigma 0.03 --brightness 0.1 --contrast 0.2 "
                "--gamma 0.2 --jpeg 0.25 --jpeg-quality 30").split()
     assert load_recipe(ROOT / "configs/wild-finetune.yaml") == config_from(*command)
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(recipe):
+    cfg = load_recipe(recipe)
+    assert isinstance(cfg, TrainConfig) and cfg.epochs >= 1 and cfg.model
