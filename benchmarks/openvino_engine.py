@@ -11,8 +11,8 @@ graph on ONNX Runtime again for near-ties) is run twice, with the int8 graph on 
 ships) and the same graph compiled by OpenVINO for the CPU: a static one-face model for batch 1, on the
 faster of one or two threads as ferkit picks its one-face session, and a dynamic batch otherwise; inputs
 shared, not copied. Batch 1 walks 256 FER2013 PrivateTest faces in turn, batch 256 takes them at once,
-the engines taking turns window by window (`recognizer_speed.interleaved_rates`). Agreement: the share of
-PrivateTest faces given PyTorch fp32's label.
+the engines taking turns window by window (`recognizer_speed.speed_rows`). Agreement: the share of
+PrivateTest faces given PyTorch fp32's label, and accuracy.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from machine import cpu_line
-from recognizer_speed import interleaved_rates, one_face_at_a_time
+from recognizer_speed import agreement_rows, speed_rows
 
 from ferkit.data import load_dataset
 from ferkit.models.classifier import Classifier
@@ -97,18 +97,17 @@ def engines(ov, name: str) -> dict[str, Int8Classifier]:
     return result
 
 
-def model_rows(ov, name: str, crops: np.ndarray, seconds: float) -> list[str]:
+def model_rows(ov, name: str, crops: np.ndarray, labels: np.ndarray, seconds: float) -> list[str]:
     classifiers = engines(ov, name)
-    one = interleaved_rates({k: one_face_at_a_time(c, crops) for k, c in classifiers.items()}, 1, seconds)
-    many = interleaved_rates({k: (lambda c=c: c.predict_proba(crops[:256])) for k, c in classifiers.items()},
-                             256, seconds)
+    speeds = speed_rows(classifiers, crops, seconds)
     fp32 = Classifier.load(bundled_model_path(name), device="cpu", precision="fp32")
-    exact = fp32.predict_proba(crops).argmax(1)
+    agreement = agreement_rows({"fp32": fp32, **classifiers}, crops, labels)
     rows = []
     for k, c in classifiers.items():
-        agree = (c.predict_proba(crops).argmax(1) == exact).mean()
         threads = c.single.threads if c.single is not None else c.fast.threads
-        rows.append(f"| {name} | {k} | {threads} | {one[k]:,.0f} | {many[k]:,.0f} | {agree:.2%} |")
+        (one, many), (differ, _, accuracy) = speeds[k], agreement[k]
+        rows.append(f"| {name} | {k} | {threads} | {one:,.0f} | {many:,.0f} | "
+                    f"{1 - differ / len(crops):.2%} | {accuracy:.2%} |")
     return rows
 
 
@@ -122,17 +121,18 @@ def main() -> None:
     if unknown := [n for n in names if n not in BUNDLED_MODELS]:
         parser.error(f"--model: unknown {unknown}; bundled: {', '.join(BUNDLED_MODELS)}")
     ov, why = import_openvino()
-    faces = load_dataset(DATASETS / "fer2013").where_usage("PrivateTest").images
-    crops = faces[:512] if args.quick else faces
+    test = load_dataset(DATASETS / "fer2013").where_usage("PrivateTest")
+    count = 512 if args.quick else len(test.images)
+    crops, labels = test.images[:count], test.labels[:count]
     seconds = 1.0 if args.quick else args.seconds
     print(cpu_line())
     print(f"OpenVINO {ov.__version__}" if ov is not None else f"OpenVINO: not measured ({why})")
     print(f"{len(crops)} FER2013 PrivateTest faces; {seconds:g} s per engine and batch size\n")
     print("| model | int8 graph run by | threads, one face | faces/s, batch 1 | faces/s, batch 256 | "
-          "same label as fp32 |")
-    print("|---|---|---|---|---|---|")
+          "same label as fp32 | PrivateTest accuracy |")
+    print("|---|---|---|---|---|---|---|")
     for name in names:
-        for row in model_rows(ov, name, crops, seconds):
+        for row in model_rows(ov, name, crops, labels, seconds):
             print(row, flush=True)
 
 
