@@ -174,7 +174,8 @@ def test_seed_cnn_pools_before_its_relu_with_the_notebooks_outputs_and_gradients
     x = torch.randn(8, 1, 48, 48)
     x[:, :, :24] = x[:, :, :24].round()  # ties in the pooling windows
     outputs, grads = [], []
-    for net in (model, notebook):  # the same modules, so the same parameters
+    pool_first = nn.Sequential(*layers)  # seed_cnn's order, without the patch-statistics batch norm
+    for net in (pool_first, notebook):  # the same modules, so the same parameters
         net.zero_grad()
         outputs.append(net(x))
         outputs[-1].square().sum().backward()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .patch_norm import PatchNormSequential
 from .registry import register_model
 
 
@@ -20,10 +21,11 @@ def seed_cnn(num_classes: int = 7, in_size: int = 48, in_channels: int = 1) -> n
     Dense 256 → BN → ReLU; Dense 128 → BN → ReLU; Dense num_classes.
 
     Padding and biases are Keras' defaults ("valid", biases on). The notebook's final softmax is
-    left out: the model returns logits and CrossEntropyLoss applies it.
+    left out: the model returns logits and CrossEntropyLoss applies it. In training the first batch
+    norm's statistics come from the input patches (`patch_norm`): same function, fewer full-size passes.
     """
     side = ((in_size - 2) // 2 - 2) // 2
-    return nn.Sequential(
+    return PatchNormSequential(
         *_block(in_channels, 64),
         *_block(64, 128),
         nn.Flatten(),
