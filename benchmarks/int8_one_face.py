@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/int8_one_face.py [--seconds 3]
 
 Three tables for the bundled model's int8 twin on one thread, one FER2013 PrivateTest face per call:
-1. the graph alone (`InferenceSession.run`) under each ONNX Runtime session option that could matter for
-   a small graph (optimisation level, memory arena, memory patterns, denormals; ferkit's session first),
-   taking turns window by window;
+1. the graph alone (`InferenceSession.run`, the graph the engine runs: `with_space_to_depth_stem`) under
+   each ONNX Runtime session option that could matter for a small graph (optimisation level, memory arena,
+   memory patterns, denormals; ferkit's session first), and the twin as stored, taking turns window by
+   window;
 2. ORT's own profile of that run: microseconds per operator type, per face, summed over the graph's nodes
    (the profiler adds its own cost, so the total is above table 1's);
 3. the engine's layers, from the bare graph to `Int8Classifier.predict_proba` on 256 faces in turn, each
@@ -32,14 +33,16 @@ from recognizer_speed import interleaved_rates
 from ferkit.data import load_dataset
 from ferkit.models.files import bundled_model_path
 from ferkit.models.int8 import Int8Classifier, int8_path, top_two_gap
+from ferkit.models.onnx import read_onnx_file, with_space_to_depth_stem
 from ferkit.onnx_session import cpu_session
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS",
                                Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
-def session_variants(graph: bytes) -> dict[str, ort.InferenceSession]:
-    """ferkit's one-thread session, then the same with one option changed."""
+def session_variants(graph: bytes, stored: bytes) -> dict[str, ort.InferenceSession]:
+    """ferkit's one-thread session, then the same with one option changed, then the twin as stored (its
+    stem convolution on the one-channel crop, before `with_space_to_depth_stem`)."""
     def changed(change: Callable[[ort.SessionOptions], None]) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -56,11 +59,12 @@ def session_variants(graph: bytes) -> dict[str, ort.InferenceSession]:
         "no memory patterns": changed(lambda o: setattr(o, "enable_mem_pattern", False)),
         "denormals as zero":
             changed(lambda o: o.add_session_config_entry("session.set_denormal_as_zero", "1")),
+        "the twin as stored: stem on one input channel (ferkit's before)": cpu_session(stored, threads=1),
     }
 
 
-def options_table(graph: bytes, face: np.ndarray, seconds: float) -> list[str]:
-    sessions = session_variants(graph)
+def options_table(graph: bytes, stored: bytes, face: np.ndarray, seconds: float) -> list[str]:
+    sessions = session_variants(graph, stored)
     name = next(iter(sessions.values())).get_inputs()[0].name
     runs = {k: (lambda s=s: s.run(None, {name: face})) for k, s in sessions.items()}
     rates = interleaved_rates(runs, 1, seconds)
@@ -124,11 +128,12 @@ def main() -> None:
     args = parser.parse_args()
     faces = load_dataset(DATASETS / "fer2013").where_usage("PrivateTest").images[:256]
     weights = bundled_model_path()
-    graph = int8_path(weights).read_bytes()
+    stored = int8_path(weights).read_bytes()
+    graph = with_space_to_depth_stem(read_onnx_file(int8_path(weights))[0]).SerializeToString()
     face = np.ascontiguousarray(faces[:1])
     print(f"{cpu_line()}; onnxruntime {ort.__version__}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    print("\n".join(options_table(graph, face, args.seconds)) + "\n")
+    print("\n".join(options_table(graph, stored, face, args.seconds)) + "\n")
     print("\n".join(operator_table(graph, face)) + "\n")
     print("\n".join(layers_table(Int8Classifier.load(weights), faces, args.seconds)))
 

@@ -33,7 +33,7 @@ from ferkit.models import resolve
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import load_model
 from ferkit.models.int8 import SAME_LABEL_FLOOR, Int8Classifier, int8_path, top_two_gap
-from ferkit.models.onnx import OnnxClassifier, export_bytes
+from ferkit.models.onnx import OnnxClassifier, export_bytes, with_space_to_depth_stem
 from ferkit.predict import Recognizer
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS",
@@ -56,6 +56,7 @@ def engines(path: Path) -> dict[str, object]:
         "ORT int8 + fp32 re-check of near-ties (`--backend int8`, auto)": Int8Classifier.load(path),
         "ORT int8 + re-check, one face on every core too (ferkit's before)":
             every_core(Int8Classifier.load(path)),
+        "ORT int8 + re-check, the stem on one input channel (ferkit's before)": one_channel_stem(path),
         "ORT int8 + re-check, softmax and top two in NumPy (ferkit's twin before)": logits_only_twin(path),
         "ORT fp32, idle threads sleep even within a run (ferkit's before)":
             OnnxClassifier.load(path, spinning="never"),
@@ -76,12 +77,21 @@ def logits_only_twin(path: Path) -> Int8Classifier:
     `with_probability_outputs`: softmax and top-two search then run in NumPy on every call."""
     import onnx
 
-    engine = Int8Classifier.load(path)
-    proto = onnx.load_from_string(int8_path(path).read_bytes())
+    proto = with_space_to_depth_stem(onnx.load_from_string(int8_path(path).read_bytes()))
     del proto.graph.output[1:]
-    graph = proto.SerializeToString()
+    return with_twin_graph(Int8Classifier.load(path), proto.SerializeToString())
+
+
+def one_channel_stem(path: Path) -> Int8Classifier:
+    """The default engine running the twin as stored, its stem convolution on the one-channel crop, as
+    before `with_space_to_depth_stem`."""
+    return with_twin_graph(Int8Classifier.load(path), int8_path(path).read_bytes())
+
+
+def with_twin_graph(engine: Int8Classifier, graph: bytes) -> Int8Classifier:
+    """`engine` with its int8 sessions (every core, and one thread for one face if it has that) on `graph`."""
     fast = OnnxClassifier(graph, engine.info, precision="int8")
-    single = OnnxClassifier(graph, engine.info, threads=1, precision="int8")
+    single = OnnxClassifier(graph, engine.info, threads=1, precision="int8") if engine.single else None
     return Int8Classifier(fast, engine.exact, engine.recheck_margin, single)
 
 

@@ -25,8 +25,16 @@ from ferkit.models.int8 import (
     int8_problem,
     top_two_gap,
 )
-from ferkit.models.onnx import INT8_PROPERTY, OnnxClassifier, export_bytes, read_onnx_file, with_uint8_input
+from ferkit.models.onnx import (
+    INT8_PROPERTY,
+    OnnxClassifier,
+    export_bytes,
+    read_onnx_file,
+    with_space_to_depth_stem,
+    with_uint8_input,
+)
 from ferkit.models.wrappers import backend_of
+from ferkit.onnx_session import cpu_session
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +201,19 @@ def test_twin_outputs_probabilities_and_older_twins_still_work(test_faces, bundl
                            bundled_int8.recheck_margin)
     faces = test_faces[:50]
     np.testing.assert_allclose(older.predict_proba(faces), bundled_int8.predict_proba(faces), atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["default", "wild"])
+def test_space_to_depth_stem_gives_the_twins_exact_outputs(model):
+    """The default twin's one-channel stride-2 stem becomes a 2×2 conv over SpaceToDepth's 4 channels with the
+    same integers; `wild`'s stride-1 stem is left alone. Extreme crops (all 0, all 255) included."""
+    proto, _ = read_onnx_file(int8_path(bundled_model_path(model)))
+    rewritten = with_space_to_depth_stem(proto)
+    stacked = [n for n in rewritten.graph.node if n.op_type == "SpaceToDepth"]
+    assert len(stacked) == (1 if model == "default" else 0)
+    crops = np.random.default_rng(0).integers(0, 256, (40, 48, 48), dtype=np.uint8)
+    crops[0], crops[1] = 0, 255
+    before, after = (cpu_session(graph.SerializeToString()).run(None, {"crops": crops})
+                     for graph in (proto, rewritten))
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert with_space_to_depth_stem(rewritten).SerializeToString() == rewritten.SerializeToString()

@@ -37,6 +37,7 @@ from .onnx import (
     export_bytes,
     read_onnx_file,
     with_probability_outputs,
+    with_space_to_depth_stem,
     with_uint8_input,
 )
 
@@ -257,7 +258,8 @@ class Int8Classifier:
 
     @classmethod
     def load(cls, weights: str | Path, threads: int = 0, spinning: str = "in-run") -> Int8Classifier:
-        """The int8 twin of `weights` (.safetensors) with the fp32 model for re-checks.
+        """The int8 twin of `weights` (.safetensors) with the fp32 model for re-checks. The twin's one-channel
+        stem runs on SpaceToDepth's 4 channels (`with_space_to_depth_stem`: the same integers, faster).
 
         spinning: when idle ONNX Runtime threads busy-wait: "in-run", "never", "always" (`onnx_session`).
         """
@@ -268,7 +270,7 @@ class Int8Classifier:
         if (problem := _twin_problem(weights, twin, props)) is not None:
             raise ModelFileError(problem)
         info = ModelInfo(**json.loads(props["ferkit"]))
-        graph = proto.SerializeToString()
+        graph = with_space_to_depth_stem(proto).SerializeToString()
         fast = OnnxClassifier(graph, info, threads, "int8", spinning)
         single = OnnxClassifier(graph, info, 1, "int8", spinning) if fast.threads > 1 else None
         if single is not None and not faster_on_one_face(single, fast):

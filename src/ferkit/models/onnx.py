@@ -98,6 +98,72 @@ def with_probability_outputs(onnx_bytes: bytes, classes: int) -> bytes:
     return proto.SerializeToString()
 
 
+def with_space_to_depth_stem(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The twin with its one-channel 3×3 stride-2 stem convolution run as a 2×2 convolution over the crop's
+    2×2 pixel blocks stacked as 4 channels (ONNX SpaceToDepth on the uint8 crop); a new proto.
+
+    Each output of the stride-2 convolution reads a 3×3 window that spans the blocks at rows and columns
+    i−1 and i, so the same int8 weights, placed in a 2×2 kernel over 4 channels with zeros where a block's
+    pixel lies outside the window, give the same integer sums: the outputs are bit-for-bit the same
+    (tests/test_int8.py). ONNX Runtime runs one input channel poorly; on 4 the stem takes half the time
+    (BENCHMARKS.md, "Where one face's time goes"). Graphs without that stem come back unchanged.
+    """
+    from onnx import helper, numpy_helper
+
+    proto = type(proto).FromString(proto.SerializeToString())  # the caller's graph is left alone
+    graph = proto.graph
+    unsqueeze = _only_reader(graph, graph.input[0].name, "Unsqueeze")
+    dequantize = unsqueeze and _only_reader(graph, unsqueeze.output[0], "DequantizeLinear")
+    conv = dequantize and _only_reader(graph, dequantize.output[0], "Conv")
+    weight = conv and _stride2_stem_weight(graph, conv)
+    if weight is None or any(d.dim_value % 2 for d in graph.input[0].type.tensor_type.shape.dim[1:3]):
+        return proto
+    initializer, quantized = weight
+    blocks = np.zeros((len(quantized), 2, 2, 2, 2), np.int8)  # out, row and column in the block, kernel y, x
+    window = {(0, 1): 0, (1, 0): 1, (1, 1): 2}  # (kernel position, pixel within the block) → 3×3 tap
+    for (ky, row), dy in window.items():
+        for (kx, col), dx in window.items():
+            blocks[:, row, col, ky, kx] = quantized[:, 0, dy, dx]
+    initializer.CopyFrom(numpy_helper.from_array(blocks.reshape(-1, 4, 2, 2), initializer.name))
+    pixels, unsqueeze.output[0] = unsqueeze.output[0], "crops_one_channel"
+    stack = helper.make_node("SpaceToDepth", ["crops_one_channel"], [pixels], blocksize=2)
+    graph.node.insert(list(graph.node).index(unsqueeze) + 1, stack)
+    del conv.attribute[:]
+    two_by_two = {"kernel_shape": [2, 2], "strides": [1, 1], "pads": [1, 1, 0, 0], "dilations": [1, 1],
+                  "group": 1}
+    conv.attribute.extend(helper.make_attribute(key, value) for key, value in two_by_two.items())
+    return proto
+
+
+def _only_reader(graph: onnx.GraphProto, name: str, op_type: str) -> onnx.NodeProto | None:
+    nodes = [n for n in graph.node if name in n.input]
+    return nodes[0] if len(nodes) == 1 and nodes[0].op_type == op_type else None
+
+
+def _stride2_stem_weight(graph: onnx.GraphProto, conv: onnx.NodeProto) -> tuple | None:
+    """`conv`'s weight initializer and its int8 values if `conv` is a one-channel 3×3 stride-2 convolution
+    padded by one pixel with symmetric (zero-point 0) weights; otherwise None."""
+    from onnx import helper, numpy_helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+    if ([list(attrs.get(k, d)) for k, d in (("kernel_shape", ()), ("strides", ()), ("pads", ()),
+                                              ("dilations", (1, 1)))] != [[3, 3], [2, 2], [1] * 4, [1, 1]]
+            or attrs.get("group", 1) != 1):
+        return None
+    producer = next((n for n in graph.node if conv.input[1] in n.output), None)
+    tensors = {t.name: t for t in graph.initializer}
+    if (producer is None or producer.op_type != "DequantizeLinear" or producer.input[0] not in tensors
+            or _only_reader(graph, conv.input[1], "Conv") is not conv
+            or _only_reader(graph, producer.input[0], "DequantizeLinear") is not producer):
+        return None
+    quantized = numpy_helper.to_array(tensors[producer.input[0]])
+    zero = producer.input[2] if len(producer.input) > 2 else ""
+    if quantized.dtype != np.int8 or quantized.shape[1:] != (1, 3, 3) or (
+            zero and (zero not in tensors or numpy_helper.to_array(tensors[zero]).any())):
+        return None
+    return tensors[producer.input[0]], quantized
+
+
 def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
     """Write `model_path` (.safetensors) as an ONNX file at `out_path`, atomically."""
     model, info = load_model(model_path)
@@ -147,8 +213,9 @@ class OnnxClassifier:
         if path.suffix == ".onnx":
             proto, props = read_onnx_file(path)
             info = ModelInfo(**json.loads(props["ferkit"]))
-            precision = "int8" if INT8_PROPERTY in props else "fp32"
-            return cls(proto.SerializeToString(), info, threads, precision, spinning)
+            int8 = INT8_PROPERTY in props
+            graph = with_space_to_depth_stem(proto) if int8 else proto
+            return cls(graph.SerializeToString(), info, threads, "int8" if int8 else "fp32", spinning)
         model, info = load_model(path)
         graph = with_uint8_input(export_bytes(model, info), info)
         if info.num_classes >= 2:
