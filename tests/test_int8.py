@@ -203,6 +203,17 @@ def test_twin_outputs_probabilities_and_older_twins_still_work(test_faces, bundl
     np.testing.assert_allclose(older.predict_proba(faces), bundled_int8.predict_proba(faces), atol=1e-6)
 
 
+def test_one_face_at_a_time_rechecks_the_same_near_ties(test_faces, bundled_int8):
+    """One face per call takes the Python-float near-tie test; it must re-check exactly the batch's faces."""
+    faces = test_faces[:200]
+    before = bundled_int8.rechecked
+    batch = bundled_int8.predict_proba(faces)
+    in_batch = bundled_int8.rechecked - before
+    one_by_one = np.concatenate([bundled_int8.predict_proba(faces[i:i + 1]) for i in range(len(faces))])
+    assert in_batch > 0 and bundled_int8.rechecked - before == 2 * in_batch
+    np.testing.assert_allclose(one_by_one, batch, atol=1e-6)
+
+
 @pytest.mark.parametrize("model", ["default", "wild"])
 def test_space_to_depth_stem_gives_the_twins_exact_outputs(model):
     """The default twin's one-channel stride-2 stem becomes a 2×2 conv over SpaceToDepth's 4 channels with the

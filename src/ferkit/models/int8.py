@@ -295,18 +295,23 @@ class Int8Classifier:
         one_by_one = len(crops) == 1 or batch_size == 1
         fast = self.single if one_by_one and self.single is not None else self.fast
         outputs = fast.outputs(crops, batch_size)
-        if fast.gives_probs:
-            z, probs, top2 = outputs
-            gap = top2[:, 0] - top2[:, 1]
-        else:
-            z, probs = outputs[0], softmax(outputs[0])
-            gap = top_two_gap(probs)
-        near_tie = np.flatnonzero(gap < self.recheck_margin)
+        z, probs, top2 = outputs if fast.gives_probs else (outputs[0], softmax(outputs[0]), None)
+        near_tie = self._near_ties(probs, top2)
         if len(near_tie):
             z[near_tie] = self.exact.logits(crops[near_tie], batch_size)
             probs[near_tie] = softmax(z[near_tie])
             self.rechecked += len(near_tie)
         return z, probs
+
+    def _near_ties(self, probs: np.ndarray, top2: np.ndarray | None) -> np.ndarray | list[int]:
+        """Rows whose two best probabilities are closer than the margin. One face is tested on Python floats:
+        right after an ONNX Runtime run each NumPy call costs microseconds, a few per cent of a face's time
+        (BENCHMARKS.md, "Where one face's time goes")."""
+        if top2 is None:  # a twin without probability outputs
+            return np.flatnonzero(top_two_gap(probs) < self.recheck_margin)
+        if len(top2) == 1:
+            return [0] if top2.item(0) - top2.item(1) < self.recheck_margin else []
+        return np.flatnonzero(top2[:, 0] - top2[:, 1] < self.recheck_margin)
 
 
 def faster_on_one_face(first: OnnxClassifier, second: OnnxClassifier, runs: int = 15) -> bool:
