@@ -297,11 +297,18 @@ class Int8Classifier:
         outputs = fast.outputs(crops, batch_size)
         z, probs, top2 = outputs if fast.gives_probs else (outputs[0], softmax(outputs[0]), None)
         near_tie = self._near_ties(probs, top2)
-        if len(near_tie):
-            z[near_tie] = self.exact.logits(crops[near_tie], batch_size)
-            probs[near_tie] = softmax(z[near_tie])
-            self.rechecked += len(near_tie)
+        if not len(near_tie):
+            return z, probs
+        self.rechecked += len(near_tie)
+        if len(near_tie) == len(crops):  # one face, or every face: no rows to splice
+            return self._exact(crops, batch_size)
+        z[near_tie], probs[near_tie] = self._exact(crops[near_tie], batch_size)
         return z, probs
+
+    def _exact(self, crops: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """fp32 logits and probabilities, the probabilities from the graph where it gives them."""
+        outputs = self.exact.outputs(crops, batch_size)
+        return outputs[0], outputs[1] if self.exact.gives_probs else softmax(outputs[0])
 
     def _near_ties(self, probs: np.ndarray, top2: np.ndarray | None) -> np.ndarray | list[int]:
         """Rows whose two best probabilities are closer than the margin. One face is tested on Python floats:
