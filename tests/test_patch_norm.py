@@ -66,6 +66,17 @@ def test_evaluation_and_unfoldable_pairs_run_as_plain_sequential():
     assert torch.equal(PatchNormSequential(*grouped).train()(x2), expected)
 
 
+def test_an_input_that_requires_gradient_gets_the_plain_pairs_input_gradient():
+    layers = _pair()
+    plain, patched = nn.Sequential(*copy.deepcopy(layers)).train(), PatchNormSequential(*layers).train()
+    x = torch.rand(6, 1, 20, 20, requires_grad=True)
+    grads = []
+    for net in (plain, patched):
+        out = net(x)
+        grads.append(torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), x)[0])
+    torch.testing.assert_close(grads[1], grads[0])
+
+
 def test_seed_cnn_keeps_its_parameter_names_and_trains_the_same_under_bf16():
     model = create_model("seed_cnn")
     plain = nn.Sequential(*copy.deepcopy(list(model)))

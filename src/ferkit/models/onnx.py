@@ -117,7 +117,8 @@ def with_space_to_depth_stem(proto: onnx.ModelProto) -> onnx.ModelProto:
     dequantize = unsqueeze and _only_reader(graph, unsqueeze.output[0], "DequantizeLinear")
     conv = dequantize and _only_reader(graph, dequantize.output[0], "Conv")
     weight = conv and _stride2_stem_weight(graph, conv)
-    if weight is None or any(d.dim_value % 2 for d in graph.input[0].type.tensor_type.shape.dim[1:3]):
+    size = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:3]]
+    if weight is None or len(size) != 2 or any(s <= 0 or s % 2 for s in size):  # known, even sides only
         return proto
     initializer, quantized = weight
     blocks = np.zeros((len(quantized), 2, 2, 2, 2), np.int8)  # out, row and column in the block, kernel y, x

@@ -30,7 +30,8 @@ def _patch_moments(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, torc
         patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
         mean = patches.mean(0)
         centred = patches - mean
-        return mean, centred.T @ centred / len(patches), len(patches)
+        covariance = centred.T @ centred / len(patches)
+        return mean.to(conv.weight.dtype), covariance.to(conv.weight.dtype), len(patches)
 
 
 def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
@@ -60,10 +61,13 @@ def conv_bn_from_patches(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -
 
 class PatchNormSequential(nn.Sequential):
     """An nn.Sequential whose first two modules, a Conv2d and a BatchNorm2d, train through
-    `conv_bn_from_patches`. Anything else (evaluation, a SyncBatchNorm swapped in) runs as nn.Sequential."""
+    `conv_bn_from_patches`. Anything else (evaluation, a SyncBatchNorm swapped in, an input that requires
+    gradient) runs as nn.Sequential."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and len(self) >= 2 and _foldable(self[0], self[1])):
+        # an input that needs its own gradient (saliency, adversarial faces) takes the plain pair: the patch
+        # statistics are computed without gradient, which is exact only for an input that has none
+        if not (self.training and len(self) >= 2 and _foldable(self[0], self[1])) or x.requires_grad:
             return super().forward(x)
         x = conv_bn_from_patches(self[0], self[1], x)
         for module in list(self)[2:]:
