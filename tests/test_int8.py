@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 
@@ -148,10 +149,12 @@ def test_model_without_twin_runs_fp32_and_refuses_int8(own_model):
         load_classifier(own_model, backend="int8")
 
 
-def test_export_int8_then_auto_uses_it_until_the_weights_change(own_model, fer2013_small, test_faces, capsys):
+def test_export_int8_then_auto_uses_it_until_the_weights_change(own_model, fer2013_small, test_faces, capsys,
+                                                                 caplog):
     argv = ["export", "--model", str(own_model), "--int8", "--calibration", str(fer2013_small)]
     assert main(argv) == 0
     assert int8_path(own_model).is_file() and str(int8_path(own_model)) in capsys.readouterr().out
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]  # quantiser chatter
     provenance = json.loads(read_onnx_file(int8_path(own_model))[1][INT8_PROPERTY])
     assert "PublicTest" in provenance["margin_chosen_on"] and provenance["recheck_margin"] in MARGIN_GRID
     assert largest_int8_weight(int8_path(own_model)) <= 64

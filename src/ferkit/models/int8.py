@@ -141,13 +141,27 @@ def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> byt
         source, prepared, out = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         source.write_bytes(fp32_bytes)
         quant_pre_process(str(source), str(prepared))
-        with contextlib.redirect_stdout(io.StringIO()):  # the percentile calibrator prints its progress
+        # the percentile calibrator prints its progress; the quantiser warns on the root logger that the 1-D
+        # weights of batch norms after dense layers (seed_cnn) have no per-channel axis 1, and quantises them
+        # per tensor instead, which is right for them
+        with contextlib.redirect_stdout(io.StringIO()), _root_log_level(logging.ERROR):
             quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ,
                             per_channel=True, reduce_range=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.Percentile,
                             extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
         return out.read_bytes()
+
+
+@contextlib.contextmanager
+def _root_log_level(level: int):
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 def with_uint8_quantized_input(int8_bytes: bytes, info: ModelInfo) -> bytes:
