@@ -29,7 +29,7 @@ from machine import cpu_line
 from ferkit.data import load_dataset
 from ferkit.errors import ModelFileError
 from ferkit.faces import DEFAULT_DETECTOR
-from ferkit.models import resolve
+from ferkit.models import load_classifier, resolve
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import load_model
 from ferkit.models.int8 import SAME_LABEL_FLOOR, Int8Classifier, int8_path, top_two_gap
@@ -54,6 +54,8 @@ def engines(path: Path) -> dict[str, object]:
         "ORT fp32, uint8 input (`--backend onnx`)": OnnxClassifier.load(path),
         f"ORT int8 alone (`{int8_path(path).name}` as a file)": OnnxClassifier.load(int8_path(path)),
         "ORT int8 + fp32 re-check of near-ties (`--backend int8`, auto)": Int8Classifier.load(path),
+        "the same with the model's temperature (`load_classifier`, what `Recognizer` runs)":
+            load_classifier(path, backend="int8"),
         "ORT int8 + re-check, one face on every core too (ferkit's before)":
             every_core(Int8Classifier.load(path)),
         "ORT int8 + re-check, the stem on one input channel (ferkit's before)": one_channel_stem(path),

@@ -72,6 +72,8 @@ def test_temperature_scaled_divides_the_logits(model_file):
     expected = torch.softmax(network.logits(crops) / 1.7, dim=1).numpy()
     assert np.abs(scaled.predict_proba(crops) - expected).max() < 1e-6
     assert (scaled.predict_proba(crops).argmax(1) == network.predict_proba(crops).argmax(1)).all()
+    one_by_one = np.concatenate([scaled.predict_proba(crops[i:i + 1]) for i in range(len(crops))])
+    assert one_by_one.dtype == np.float32 and np.abs(one_by_one - expected).max() < 1e-6  # the one-face path
     with pytest.raises(ValueError, match="finite number > 0"):
         TemperatureScaled(network, 0.0)
 

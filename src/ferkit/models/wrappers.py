@@ -46,7 +46,17 @@ class TemperatureScaled(_Wrapper):
         return np.asarray(self.inner.logits(crops, batch_size), dtype=np.float32) / self.temperature
 
     def predict_proba(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        return softmax(self.logits(crops, batch_size)).astype(np.float32)
+        z = self.inner.logits(crops, batch_size)
+        if len(z) == 1:  # one face: Python floats; each small NumPy call costs µs right after an engine run
+            return _one_row_softmax(z.tolist()[0], self.temperature)
+        return softmax(np.asarray(z, dtype=np.float32) / self.temperature).astype(np.float32)
+
+
+def _one_row_softmax(row: list[float], temperature: float) -> np.ndarray:
+    top = max(row)
+    exps = [math.exp((value - top) / temperature) for value in row]
+    total = sum(exps)
+    return np.array([[e / total for e in exps]], dtype=np.float32)
 
 
 class _ProbabilityMean(_Wrapper):
