@@ -521,6 +521,9 @@ def test_kept_freed_memory_spares_each_step_its_page_faults() -> None:
     for mode in ("keep", "off"):
         out = subprocess.run([sys.executable, "-c", _FAULTS_PER_EPOCH, mode], capture_output=True, text=True,
                              check=True).stdout
-        faults[mode] = min(json.loads(out.strip().splitlines()[-1])[1:])  # the heap settles in a step or two
+        # the heap settles in a step or two; then the typical step (a single epoch of either mode can stray by
+        # a few thousand faults, and since seed_cnn's first batch norm left (patch_norm) a step allocates two
+        # such blocks instead of four, so the margin is thinner)
+        faults[mode] = float(np.median(json.loads(out.strip().splitlines()[-1])[2:]))
     block_pages = 64 * 64 * 46 * 46 * 4 // resource.getpagesize()
     assert faults["keep"] < block_pages / 4 and faults["off"] > block_pages, faults
