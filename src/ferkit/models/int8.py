@@ -101,7 +101,8 @@ def choose_margin(fast_probs: np.ndarray, exact_labels: np.ndarray) -> tuple[flo
     return margin, kept[margin]
 
 
-def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> bytes:
+def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo,
+             percentile: float = CALIBRATION_PERCENTILE) -> bytes:
     """Static QDQ int8 (per-channel weights, percentile activation ranges) of a float-input ferkit graph.
 
     Every layer, the one-channel stem too: kept in fp32 the stem itself runs several times faster, but
@@ -149,7 +150,7 @@ def quantize(fp32_bytes: bytes, calibration: np.ndarray, info: ModelInfo) -> byt
                             per_channel=True, reduce_range=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.Percentile,
-                            extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
+                            extra_options={"CalibPercentile": percentile})
         return out.read_bytes()
 
 
@@ -199,21 +200,24 @@ def with_uint8_quantized_input(int8_bytes: bytes, info: ModelInfo) -> bytes:
 
 
 def build_int8(weights: Path, calibration: np.ndarray, calibrated_on: str,
-               validation: np.ndarray | None = None, validated_on: str = "") -> bytes:
+               validation: np.ndarray | None = None, validated_on: str = "",
+               percentile: float = CALIBRATION_PERCENTILE) -> bytes:
     """The int8 twin of `weights` (.safetensors): uint8 crops in; logits, probabilities and each face's two
     best probabilities out (`with_probability_outputs`); its provenance in metadata.
 
     With `validation` crops, the re-check margin is chosen on them (`choose_margin`) and recorded.
+    `percentile`: where the activation ranges clip (`benchmarks/int8_calibration.py` compares settings).
     """
     import onnx
 
     model, info = load_model(weights)
     fp32 = export_bytes(model, info)
-    quantized = with_uint8_quantized_input(quantize(fp32, calibration, info), info)
+    quantized = with_uint8_quantized_input(quantize(fp32, calibration, info, percentile), info)
     if info.num_classes >= 2:
         quantized = with_probability_outputs(quantized, info.num_classes)
     provenance = {"source_sha256": weights_sha256(weights), "calibrated_on": calibrated_on,
-                  "calibration_faces": len(calibration), "recheck_margin": RECHECK_MARGIN}
+                  "calibration_faces": len(calibration), "calibration_percentile": percentile,
+                  "recheck_margin": RECHECK_MARGIN}
     if validation is not None and len(validation):
         fast = OnnxClassifier(quantized, info).predict_proba(validation)
         exact = OnnxClassifier(with_uint8_input(fp32, info), info).predict_proba(validation)
