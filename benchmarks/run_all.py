@@ -128,6 +128,8 @@ JOBS = [
         minutes=0.7),
     Job("int8_calibration", "{py} benchmarks/int8_calibration.py", "{py} benchmarks/int8_calibration.py --quick",
         minutes=2),
+    Job("wild_int8_calibration", "{py} benchmarks/int8_calibration.py --model wild",
+        "{py} benchmarks/int8_calibration.py --model wild --quick", minutes=3),
     Job("wild_speed", "{py} benchmarks/recognizer_speed.py --model wild",
         "{py} benchmarks/recognizer_speed.py --quick --model wild", minutes=7),
     Job("int8_threads", "{py} benchmarks/int8_threads.py", "{py} benchmarks/int8_threads.py --seconds 0.2",
