@@ -52,7 +52,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--faces", type=lambda t: numbers(t, int), default=[CALIBRATION_FACES, 4096])
     parser.add_argument("--percentiles", type=lambda t: numbers(t, float), default=[99.9, 99.99, 99.999])
     parser.add_argument("--quick", action="store_true")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if any(f < 1 for f in args.faces) or any(not 0 < p <= 100 for p in args.percentiles):
+        parser.error("--faces must be positive counts and --percentiles in (0, 100]")
+    return args
 
 
 def setting_row(weights: Path, train: np.ndarray, val: tuple, test: tuple, faces: int,
