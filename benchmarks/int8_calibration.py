@@ -23,7 +23,7 @@ import numpy as np
 from machine import cpu_line
 
 from ferkit.data import load_dataset
-from ferkit.models.files import bundled_model_path
+from ferkit.models.files import ModelInfo, bundled_model_path
 from ferkit.models.int8 import (
     CALIBRATION_FACES,
     CALIBRATION_PERCENTILE,
@@ -58,11 +58,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def setting_row(weights: Path, train: np.ndarray, val: tuple, test: tuple, faces: int,
+def setting_row(weights: Path, info: ModelInfo, train: np.ndarray, val: tuple, test: tuple, faces: int,
                 percentile: float) -> str:
     """One table row: the twin built with these settings, judged on PublicTest (`val`) and PrivateTest."""
     start = time.perf_counter()
-    info = OnnxClassifier.load(weights).info
     twin = OnnxClassifier(build_int8(weights, sample_faces(train, faces), "FER2013 Training",
                                      percentile=percentile), info)
     (val_crops, val_exact), (test_crops, test_exact) = val, test
@@ -98,7 +97,7 @@ def main() -> None:
           "| PrivateTest same label, with the re-check | build and score |")
     print("|---|---|---|---|---|---|---|---|---|")
     for faces, percentile in settings:
-        print(setting_row(weights, train, splits[0], splits[1], faces, percentile), flush=True)
+        print(setting_row(weights, exact.info, train, splits[0], splits[1], faces, percentile), flush=True)
 
 
 if __name__ == "__main__":

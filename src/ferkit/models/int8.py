@@ -261,7 +261,7 @@ class Int8Classifier:
     """int8 ONNX Runtime for every face, fp32 again for the near-ties: a `FaceClassifier`.
 
     `single`, when given, is the int8 graph on one thread, for calls with one face: at batch 1 the work of
-    each operator is small, and on the AMX Xeon one thread ran one face 1.24× faster than two
+    each operator is small, and on the AMX Xeon one thread ran one face about 1.25× faster than two
     (`benchmarks/int8_threads.py`). From two faces on, `fast` was as fast or faster; the fp32 re-check was
     faster on every core even for one face, so it has no such twin.
     """
