@@ -11,7 +11,9 @@ Three tables for the bundled model's int8 twin on one thread, one FER2013 Privat
    (the profiler adds its own cost, so the total is above table 1's);
 3. the engine's layers, from the bare graph to `Int8Classifier.predict_proba` on 256 faces in turn, each
    row adding one layer: input checks and output lists, the near-tie test, the fp32 re-check of the faces
-   whose two best classes are closer than the margin (the share of such faces is printed).
+   whose two best classes are closer than the margin (the share of such faces is printed);
+4. the graph's arithmetic rate against ONNX Runtime's own int8 matrix product (MatMulInteger, uint8 × int8,
+   1024³) on the same one thread: how close one face already runs to what this CPU does in int8.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import itertools
 import json
 import os
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -31,10 +34,11 @@ from machine import cpu_line
 from recognizer_speed import interleaved_rates
 
 from ferkit.data import load_dataset
-from ferkit.models.files import bundled_model_path
+from ferkit.models.files import bundled_model_path, load_model
 from ferkit.models.int8 import Int8Classifier, int8_path, top_two_gap
 from ferkit.models.onnx import read_onnx_file, with_space_to_depth_stem
 from ferkit.onnx_session import cpu_session
+from ferkit.summary import count_flops
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS",
                                Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -122,6 +126,37 @@ def layers_table(engine: Int8Classifier, faces: np.ndarray, seconds: float) -> l
                         f"{'one-thread' if engine.single else 'shared'} session for one face"]
 
 
+def arithmetic_table(graph: bytes, face: np.ndarray, macs: int, runs: int = 10) -> list[str]:
+    """Operations per second (a multiply-add is two) of the graph on one face and of a 1024³ MatMulInteger,
+    each the best of `runs` timed calls on one thread."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = 1024
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (n, n), dtype=np.uint8)
+    b = numpy_helper.from_array(rng.integers(-64, 64, (n, n), dtype=np.int8), "b")
+    matmul = helper.make_model(
+        helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "peak",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])], [b]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    jobs = {"MatMulInteger, 1024 × 1024 × 1024 (uint8 × int8)": (cpu_session(matmul.SerializeToString(), 1),
+                                                                 {"a": a}, n ** 3, 1),
+            f"the twin's graph, one face ({macs / 1e6:.1f} M multiply-adds)": (cpu_session(graph, 1),
+                                                                              {"crops": face}, macs, 200)}
+    lines = ["| one thread | GOPS (2 per multiply-add) |", "|---|---|"]
+    for label, (session, feed, work, repeat) in jobs.items():
+        session.run(None, feed)
+        best = float("inf")
+        for _ in range(runs):
+            start = time.perf_counter()
+            for _ in range(repeat):
+                session.run(None, feed)
+            best = min(best, (time.perf_counter() - start) / repeat)
+        lines.append(f"| {label} | {2 * work / best / 1e9:,.0f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per row of the timed tables")
@@ -135,7 +170,9 @@ def main() -> None:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     print("\n".join(options_table(graph, stored, face, args.seconds)) + "\n")
     print("\n".join(operator_table(graph, face)) + "\n")
-    print("\n".join(layers_table(Int8Classifier.load(weights), faces, args.seconds)))
+    print("\n".join(layers_table(Int8Classifier.load(weights), faces, args.seconds)) + "\n")
+    model, info = load_model(weights)
+    print("\n".join(arithmetic_table(graph, face, count_flops(model, info.in_size, info.in_channels))))
 
 
 if __name__ == "__main__":
