@@ -5,7 +5,7 @@
 faces/s through `predict_proba` of the bundled model's int8 twin alone and of its fp32 graph (the
 re-check), each as a one-thread and as a two-thread ONNX Runtime session, on 256 FER2013 PrivateTest faces
 cut into batches of 1 to 32, one session after another (compare within a run). `Int8Classifier.load`
-makes the same comparison for one face when it loads (`faster_on_one_face`) and keeps the faster.
+makes the same comparison for one face when it loads (`one_face_session`) and keeps the faster.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from recognizer_speed import agreement_rows, speed_rows
 from ferkit.data import load_dataset
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import BUNDLED_MODELS, ModelInfo, bundled_model_path
-from ferkit.models.int8 import Int8Classifier, faster_on_one_face, int8_path
+from ferkit.models.int8 import Int8Classifier, fastest_on_one_face, int8_path
 from ferkit.models.onnx import OnnxClassifier, read_onnx_file
 
 HERE = Path(__file__).resolve().parent
@@ -92,7 +92,7 @@ def engines(ov, name: str) -> dict[str, Int8Classifier]:
         graph, info = proto.SerializeToString(), ours.info
         fast = OpenVinoGraph(ov, graph, info, ours.fast.threads, one_face=False)
         one, two = (OpenVinoGraph(ov, graph, info, n, one_face=True) for n in (1, 2))
-        single = one if faster_on_one_face(one, two) else two  # as ferkit picks its one-face session
+        single = (one, two)[fastest_on_one_face([one, two])]  # as ferkit picks its one-face session
         result["OpenVINO"] = Int8Classifier(fast, ours.exact, ours.recheck_margin, single)
     return result
 

@@ -21,7 +21,7 @@ from ferkit.models.int8 import (
     SAME_LABEL_FLOOR,
     Int8Classifier,
     choose_margin,
-    faster_on_one_face,
+    fastest_on_one_face,
     int8_path,
     int8_problem,
     top_two_gap,
@@ -31,6 +31,7 @@ from ferkit.models.onnx import (
     OnnxClassifier,
     export_bytes,
     read_onnx_file,
+    with_matrix_product_convolutions,
     with_space_to_depth_stem,
     with_uint8_input,
 )
@@ -112,25 +113,35 @@ def test_int8_batches_agree(test_faces, bundled_int8, batch):
     assert bundled_int8.predict_proba(test_faces[:0]).shape == (0, 7)
 
 
-@pytest.mark.parametrize("one_thread_faster", [True, False])
-def test_one_face_runs_on_one_thread_where_that_is_faster(test_faces, monkeypatch, one_thread_faster):
-    monkeypatch.setattr("ferkit.models.int8.faster_on_one_face", lambda first, second: one_thread_faster)
+@pytest.mark.parametrize("fastest", ["one thread", "one thread, matrix product", "every core"])
+def test_one_face_runs_on_the_session_timed_fastest(test_faces, monkeypatch, fastest):
+    """Candidates in order: the twin on one thread, the same with its deep convolutions on the matrix-product
+    path, then the every-core session itself (no one-face session). Each gives the batch's answers."""
+    picks = {"one thread": 0, "one thread, matrix product": 1, "every core": 2}
+    monkeypatch.setattr("ferkit.models.int8.fastest_on_one_face", lambda engines: picks[fastest])
     two = Int8Classifier.load(bundled_model_path(), threads=2)
     assert two.fast.threads == 2
-    assert (two.single.threads == 1) if one_thread_faster else two.single is None
+    assert (two.single is None) if fastest == "every core" else two.single.threads == 1
     faces = test_faces[:40]
     one_by_one = np.concatenate([two.predict_proba(faces[i:i + 1]) for i in range(len(faces))])
     np.testing.assert_allclose(one_by_one, two.predict_proba(faces), atol=1e-6)
     np.testing.assert_allclose(two.predict_proba(faces, batch_size=1), one_by_one, atol=1e-6)
-    assert Int8Classifier.load(bundled_model_path(), threads=1).single is None
+
+
+def test_one_thread_engine_keeps_only_a_matrix_product_candidate(monkeypatch):
+    offered = []
+    monkeypatch.setattr("ferkit.models.int8.fastest_on_one_face",
+                        lambda engines: offered.append(len(engines)) or 0)
+    one = Int8Classifier.load(bundled_model_path(), threads=1)
+    assert offered == [2] and one.single.threads == 1  # the matrix-product twin against the engine itself
 
 
 def test_one_face_speed_probe_answers_for_this_machine(bundled_int8):
     slow = OnnxClassifier(int8_path(bundled_model_path()).read_bytes(), bundled_int8.info, threads=1)
     run = slow.outputs
     slow.outputs = lambda crops: time.sleep(0.003) or run(crops)  # noqa: E731
-    assert not faster_on_one_face(slow, bundled_int8.fast)
-    assert faster_on_one_face(bundled_int8.fast, slow)
+    assert fastest_on_one_face([slow, bundled_int8.fast]) == 1
+    assert fastest_on_one_face([bundled_int8.fast, slow, slow]) == 0
 
 
 def test_uint8_input_graph_matches_float_input(model_file, test_faces):
@@ -231,3 +242,33 @@ def test_space_to_depth_stem_gives_the_twins_exact_outputs(model):
                      for graph in (proto, rewritten))
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
     assert with_space_to_depth_stem(rewritten).SerializeToString() == rewritten.SerializeToString()
+
+
+@pytest.mark.parametrize("model", ["default", "wild"])
+def test_matrix_product_convolutions_give_the_twins_exact_outputs(model):
+    """One output channel of each deep convolution (≥ 512 inputs per output) moves its weights and its zero
+    point by the same ±1: the same integers, so bit-for-bit the same outputs, and every weight stays within
+    ±64 for CPUs without VNNI. The default: its seven deep 3×3 convolutions change."""
+    from onnx import numpy_helper
+
+    proto = with_space_to_depth_stem(read_onnx_file(int8_path(bundled_model_path(model)))[0])
+    rewritten = with_matrix_product_convolutions(proto)
+    before, after = ({t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
+                     for graph in (proto, rewritten))
+    changed = [name for name in before if not np.array_equal(before[name], after[name])]
+    weights = [name for name in changed if after[name].ndim == 4]
+    assert len(changed) == 2 * len(weights) > 0
+    for name in weights:
+        moved = np.flatnonzero((after[name] != before[name]).reshape(len(after[name]), -1).any(1))
+        step = int(after[name][moved[0]].astype(int).sum() - before[name][moved[0]].astype(int).sum())
+        assert len(moved) == 1 and abs(step) == after[name][moved[0]].size
+        assert np.prod(after[name].shape[1:]) >= 512 and np.abs(after[name].astype(int)).max() <= 64
+    zero_points = [after[name] for name in changed if after[name].ndim == 1]
+    assert all(np.count_nonzero(z) == 1 and np.abs(z).max() == 1 for z in zero_points)
+    if model == "default":
+        assert len(weights) == 7
+    crops = np.random.default_rng(0).integers(0, 256, (40, 48, 48), dtype=np.uint8)
+    crops[0], crops[1] = 0, 255
+    outputs = [cpu_session(g.SerializeToString()).run(None, {"crops": crops}) for g in (proto, rewritten)]
+    assert all(np.array_equal(a, b) for a, b in zip(*outputs))
+    assert with_matrix_product_convolutions(rewritten) == rewritten  # zero points of 1 are left as they are

@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,10 +37,14 @@ from .onnx import (
     OnnxClassifier,
     export_bytes,
     read_onnx_file,
+    with_matrix_product_convolutions,
     with_probability_outputs,
     with_space_to_depth_stem,
     with_uint8_input,
 )
+
+if TYPE_CHECKING:
+    import onnx
 
 INT8_SUFFIX = ".int8.onnx"
 RECHECK_MARGIN = 0.03  # for twins that record no margin of their own
@@ -261,9 +266,10 @@ class Int8Classifier:
     """int8 ONNX Runtime for every face, fp32 again for the near-ties: a `FaceClassifier`.
 
     `single`, when given, is the int8 graph on one thread, for calls with one face: at batch 1 the work of
-    each operator is small, and on the AMX Xeon one thread ran one face about 1.25× faster than two
-    (`benchmarks/int8_threads.py`). From two faces on, `fast` was as fast or faster; the fp32 re-check was
-    faster on every core even for one face, so it has no such twin.
+    each operator is small, and on the AMX Xeon one thread ran one face about 1.2× faster than two
+    (`benchmarks/int8_threads.py`), and faster again with the deep convolutions on ONNX Runtime's
+    matrix-product path (`with_matrix_product_convolutions`). From two faces on, `fast` was as fast or
+    faster; the fp32 re-check was faster on every core even for one face, so it has no such twin.
     """
 
     def __init__(self, fast: OnnxClassifier, exact: OnnxClassifier, recheck_margin: float = RECHECK_MARGIN,
@@ -277,7 +283,8 @@ class Int8Classifier:
     @classmethod
     def load(cls, weights: str | Path, threads: int = 0, spinning: str = "in-run") -> Int8Classifier:
         """The int8 twin of `weights` (.safetensors) with the fp32 model for re-checks. The twin's one-channel
-        stem runs on SpaceToDepth's 4 channels (`with_space_to_depth_stem`: the same integers, faster).
+        stem runs on SpaceToDepth's 4 channels (`with_space_to_depth_stem`: the same integers, faster), and
+        one face runs on the session this machine runs fastest (`one_face_session`).
 
         spinning: when idle ONNX Runtime threads busy-wait: "in-run", "never", "always" (`onnx_session`).
         """
@@ -288,11 +295,9 @@ class Int8Classifier:
         if (problem := _twin_problem(weights, twin, props)) is not None:
             raise ModelFileError(problem)
         info = ModelInfo(**json.loads(props["ferkit"]))
-        graph = with_space_to_depth_stem(proto).SerializeToString()
-        fast = OnnxClassifier(graph, info, threads, "int8", spinning)
-        single = OnnxClassifier(graph, info, 1, "int8", spinning) if fast.threads > 1 else None
-        if single is not None and not faster_on_one_face(single, fast):
-            single = None
+        graph = with_space_to_depth_stem(proto)
+        fast = OnnxClassifier(graph.SerializeToString(), info, threads, "int8", spinning)
+        single = one_face_session(graph, fast, spinning)
         margin = json.loads(props[INT8_PROPERTY]).get("recheck_margin", RECHECK_MARGIN)
         return cls(fast, OnnxClassifier.load(weights, threads, spinning), margin, single)
 
@@ -339,19 +344,37 @@ class Int8Classifier:
         return np.flatnonzero(top2[:, 0] - top2[:, 1] < self.recheck_margin)
 
 
-def faster_on_one_face(first: OnnxClassifier, second: OnnxClassifier, runs: int = 15) -> bool:
-    """Whether `first` classifies one face faster than `second` on this machine (median of `runs`
-    interleaved runs each, about 10 ms in all). Which one is faster depends on the CPU: measured, not
-    guessed from its flags."""
-    face = np.zeros((1, first.info.in_size, first.info.in_size), np.uint8)
-    times: dict[int, list[float]] = {0: [], 1: []}
+def one_face_session(graph: onnx.ModelProto, fast: OnnxClassifier,
+                     spinning: str = "in-run") -> OnnxClassifier | None:
+    """The session that classifies one face fastest on this machine, or None where that is `fast` itself.
+
+    The candidates: the twin's graph on one thread (where `fast` has more), and on one thread with its deep
+    convolutions on the matrix-product path (`with_matrix_product_convolutions`, where the graph has any).
+    All give the same outputs; which one is fastest depends on the CPU, so it is timed, not guessed.
+    """
+    graphs = [graph] if fast.threads > 1 else []
+    matrix_product = with_matrix_product_convolutions(graph)
+    if matrix_product != graph:
+        graphs.append(matrix_product)
+    candidates = [OnnxClassifier(g.SerializeToString(), fast.info, 1, "int8", spinning) for g in graphs]
+    if not candidates:
+        return None
+    best = fastest_on_one_face([*candidates, fast])
+    return candidates[best] if best < len(candidates) else None
+
+
+def fastest_on_one_face(engines: list[OnnxClassifier], runs: int = 15) -> int:
+    """Which of `engines` classifies one face fastest on this machine: its index, by the median of `runs`
+    interleaved runs each (about 5 ms an engine)."""
+    face = np.zeros((1, engines[0].info.in_size, engines[0].info.in_size), np.uint8)
+    times: list[list[float]] = [[] for _ in engines]
     for turn in range(runs + 3):  # the first three warm up
-        for which, engine in enumerate((first, second)):
+        for which, engine in enumerate(engines):
             start = time.perf_counter()
             engine.outputs(face)
             if turn >= 3:
                 times[which].append(time.perf_counter() - start)
-    return float(np.median(times[0])) < float(np.median(times[1]))
+    return int(np.argmin([np.median(t) for t in times]))
 
 
 def top_two_gap(probs: np.ndarray) -> np.ndarray:

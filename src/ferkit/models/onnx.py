@@ -137,6 +137,77 @@ def with_space_to_depth_stem(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+MATRIX_PRODUCT_DEPTH = 512  # inputs per output (channels × kernel taps) from which the im2col path won
+WEIGHT_LIMIT = 64  # |int8 weight| of the 7-bit twins: pairs of uint8 × int8 products fit 16 bits without VNNI
+
+
+def with_matrix_product_convolutions(proto: onnx.ModelProto,
+                                     min_depth: int = MATRIX_PRODUCT_DEPTH) -> onnx.ModelProto:
+    """The twin with one output channel of each deep convolution (at least `min_depth` inputs per output)
+    given a weight zero point of ±1 instead of 0, its weights shifted by the same; a new proto.
+
+    QLinearConv computes Σ (x − x₀)(w − w₀), so the integers, and the outputs, are bit-for-bit the same
+    (tests/test_int8.py). What changes is ONNX Runtime's kernel: weights whose zero points are all 0 go to
+    its direct convolution kernels, others to im2col and its int8 matrix product, which on the AMX Xeon
+    runs one face's deep 3×3 convolutions about a quarter faster, and the stem and 1×1 shortcuts slower
+    (BENCHMARKS.md, "Where one face's time goes"). Whether the whole graph gains depends on the CPU, so
+    `Int8Classifier.load` times it before using it. The shifted channel is one whose weights stay within
+    ±WEIGHT_LIMIT, as CPUs without VNNI need; a convolution without such a channel is left alone.
+    """
+    from onnx import numpy_helper
+
+    proto = type(proto).FromString(proto.SerializeToString())  # the caller's graph is left alone
+    graph = proto.graph
+    tensors = {t.name: t for t in graph.initializer}
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        weight = _symmetric_int8_weight(graph, tensors, conv)
+        if weight is None or int(np.prod(weight[1].shape[1:])) < min_depth:
+            continue
+        weights, quantized, zero = weight
+        shift = _zero_point_shift(quantized, numpy_helper.to_array(zero))
+        if shift is None:
+            continue
+        channel, step = shift
+        quantized, zeros = quantized.copy(), numpy_helper.to_array(zero).copy()
+        quantized[channel] += step
+        zeros[channel] = step
+        weights.CopyFrom(numpy_helper.from_array(quantized, weights.name))
+        zero.CopyFrom(numpy_helper.from_array(zeros, zero.name))
+    return proto
+
+
+def _zero_point_shift(quantized: np.ndarray, zero: np.ndarray) -> tuple | None:
+    """(index, ±1): the channel of a per-channel zero point (`...`, every weight, for a per-tensor one) that
+    can move by ±1 and keep its weights within ±WEIGHT_LIMIT; None if none can."""
+    rows = quantized.reshape(len(quantized), -1) if zero.ndim else quantized.reshape(1, -1)
+    for index, row in enumerate(rows):
+        for step in (1, -1):
+            if -WEIGHT_LIMIT <= int(row.min()) + step and int(row.max()) + step <= WEIGHT_LIMIT:
+                return (index if zero.ndim else ..., step)
+    return None
+
+
+def _symmetric_int8_weight(graph: onnx.GraphProto, tensors: dict, conv: onnx.NodeProto) -> tuple | None:
+    """(weight initializer, its int8 values, zero-point initializer) of an ungrouped convolution whose weight
+    comes from its own DequantizeLinear with all-zero int8 zero points; otherwise None."""
+    from onnx import helper, numpy_helper
+
+    if any(a.name == "group" and helper.get_attribute_value(a) != 1 for a in conv.attribute):
+        return None
+    producer = next((n for n in graph.node if conv.input[1] in n.output), None)
+    if (producer is None or producer.op_type != "DequantizeLinear" or len(producer.input) < 3
+            or producer.input[0] not in tensors or producer.input[2] not in tensors
+            or _only_reader(graph, conv.input[1], "Conv") is not conv
+            or any(_only_reader(graph, name, "DequantizeLinear") is not producer
+                   for name in (producer.input[0], producer.input[2]))):
+        return None
+    quantized = numpy_helper.to_array(tensors[producer.input[0]])
+    zero = numpy_helper.to_array(tensors[producer.input[2]])
+    if quantized.dtype != np.int8 or zero.dtype != np.int8 or zero.any():
+        return None
+    return tensors[producer.input[0]], quantized, tensors[producer.input[2]]
+
+
 def _only_reader(graph: onnx.GraphProto, name: str, op_type: str) -> onnx.NodeProto | None:
     nodes = [n for n in graph.node if name in n.input]
     return nodes[0] if len(nodes) == 1 and nodes[0].op_type == op_type else None
