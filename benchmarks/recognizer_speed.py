@@ -33,7 +33,12 @@ from ferkit.models import load_classifier, resolve
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import load_model
 from ferkit.models.int8 import SAME_LABEL_FLOOR, Int8Classifier, int8_path, top_two_gap
-from ferkit.models.onnx import OnnxClassifier, export_bytes, with_space_to_depth_stem
+from ferkit.models.onnx import (
+    OnnxClassifier,
+    export_bytes,
+    with_matrix_product_convolutions,
+    with_space_to_depth_stem,
+)
 from ferkit.predict import Recognizer
 
 DATASETS = Path(os.environ.get("FERKIT_DATASETS",
@@ -56,6 +61,8 @@ def engines(path: Path) -> dict[str, object]:
         "ORT int8 + fp32 re-check of near-ties (`--backend int8`, auto)": Int8Classifier.load(path),
         "the same with the model's temperature (`load_classifier`, what `Recognizer` runs)":
             load_classifier(path, backend="int8"),
+        "ORT int8 + re-check, one face with every convolution on the direct kernels (ferkit's before)":
+            direct_kernels(path),
         "ORT int8 + re-check, one face on every core too (ferkit's before)":
             every_core(Int8Classifier.load(path)),
         "ORT int8 + re-check, the stem on one input channel (ferkit's before)": one_channel_stem(path),
@@ -74,6 +81,15 @@ def every_core(engine: Int8Classifier) -> Int8Classifier:
     return Int8Classifier(engine.fast, engine.exact, engine.recheck_margin)
 
 
+def direct_kernels(path: Path) -> Int8Classifier:
+    """The default engine with its one-face session (if it has one) on the twin without
+    `with_matrix_product_convolutions`: every convolution on ONNX Runtime's direct int8 kernels."""
+    import onnx
+
+    proto = with_space_to_depth_stem(onnx.load_from_string(int8_path(path).read_bytes()))
+    return with_twin_graph(Int8Classifier.load(path), proto, matrix_product=False)
+
+
 def logits_only_twin(path: Path) -> Int8Classifier:
     """The default engine with a twin whose graph ends at the logits, as ferkit's twins did before
     `with_probability_outputs`: softmax and top-two search then run in NumPy on every call."""
@@ -81,19 +97,26 @@ def logits_only_twin(path: Path) -> Int8Classifier:
 
     proto = with_space_to_depth_stem(onnx.load_from_string(int8_path(path).read_bytes()))
     del proto.graph.output[1:]
-    return with_twin_graph(Int8Classifier.load(path), proto.SerializeToString())
+    return with_twin_graph(Int8Classifier.load(path), proto)
 
 
 def one_channel_stem(path: Path) -> Int8Classifier:
     """The default engine running the twin as stored, its stem convolution on the one-channel crop, as
     before `with_space_to_depth_stem`."""
-    return with_twin_graph(Int8Classifier.load(path), int8_path(path).read_bytes())
+    import onnx
+
+    return with_twin_graph(Int8Classifier.load(path), onnx.load_from_string(int8_path(path).read_bytes()))
 
 
-def with_twin_graph(engine: Int8Classifier, graph: bytes) -> Int8Classifier:
-    """`engine` with its int8 sessions (every core, and one thread for one face if it has that) on `graph`."""
-    fast = OnnxClassifier(graph, engine.info, precision="int8")
-    single = OnnxClassifier(graph, engine.info, threads=1, precision="int8") if engine.single else None
+def with_twin_graph(engine: Int8Classifier, proto, matrix_product: bool = True) -> Int8Classifier:
+    """`engine` with its int8 sessions on the graph `proto`: every core, and one thread for one face if it has
+    that, with the deep convolutions on the matrix-product path where the engine chose it (and
+    `matrix_product`), so that each "before" row differs from the engine in one change only."""
+    fast = OnnxClassifier(proto.SerializeToString(), engine.info, precision="int8")
+    if matrix_product and engine.one_face == "one thread, matrix product":
+        proto = with_matrix_product_convolutions(proto)
+    single = OnnxClassifier(proto.SerializeToString(), engine.info, threads=1, precision="int8") if (
+        engine.single) else None
     return Int8Classifier(fast, engine.exact, engine.recheck_margin, single)
 
 
@@ -208,6 +231,8 @@ def main() -> None:
         (one, many), (differ, dp, acc) = speed[name], agree[name]
         same = f"{1 - differ / len(private):.2%} ({differ} differ)"
         print(f"| {name} | {one:,.0f} | {many:,.0f} | {same} | {dp:.1e} | {acc:.2%} |")
+    engine = next(c for c in classifiers.values() if isinstance(c, Int8Classifier))
+    print(f"\nthe int8 engine's session for one face, as timed when it loaded here: {engine.one_face}")
     print(f"\nint8 re-check margin on {len(public):,} PublicTest faces (chosen there: the smallest keeping "
           f"{SAME_LABEL_FLOOR:.1%} of the labels) and {len(private):,} PrivateTest faces:\n")
     print("\n".join(margin_table(path, public.images, private.images)))

@@ -122,6 +122,7 @@ def test_one_face_runs_on_the_session_timed_fastest(test_faces, monkeypatch, fas
     two = Int8Classifier.load(bundled_model_path(), threads=2)
     assert two.fast.threads == 2
     assert (two.single is None) if fastest == "every core" else two.single.threads == 1
+    assert two.one_face == fastest
     faces = test_faces[:40]
     one_by_one = np.concatenate([two.predict_proba(faces[i:i + 1]) for i in range(len(faces))])
     np.testing.assert_allclose(one_by_one, two.predict_proba(faces), atol=1e-6)
@@ -134,6 +135,7 @@ def test_one_thread_engine_keeps_only_a_matrix_product_candidate(monkeypatch):
                         lambda engines: offered.append(len(engines)) or 0)
     one = Int8Classifier.load(bundled_model_path(), threads=1)
     assert offered == [2] and one.single.threads == 1  # the matrix-product twin against the engine itself
+    assert one.one_face == "one thread, matrix product"
 
 
 def test_one_face_speed_probe_answers_for_this_machine(bundled_int8):
@@ -271,4 +273,4 @@ def test_matrix_product_convolutions_give_the_twins_exact_outputs(model):
     crops[0], crops[1] = 0, 255
     outputs = [cpu_session(g.SerializeToString()).run(None, {"crops": crops}) for g in (proto, rewritten)]
     assert all(np.array_equal(a, b) for a, b in zip(*outputs))
-    assert with_matrix_product_convolutions(rewritten) == rewritten  # zero points of 1 are left as they are
+    assert with_matrix_product_convolutions(rewritten) == rewritten  # shifted zero points are left alone

@@ -273,8 +273,9 @@ class Int8Classifier:
     """
 
     def __init__(self, fast: OnnxClassifier, exact: OnnxClassifier, recheck_margin: float = RECHECK_MARGIN,
-                 single: OnnxClassifier | None = None):
+                 single: OnnxClassifier | None = None, one_face: str = ""):
         self.fast, self.exact, self.recheck_margin, self.single = fast, exact, recheck_margin, single
+        self.one_face = one_face or ("one thread" if single is not None else "every core")  # for reports
         self.info = exact.info
         self.device = exact.device
         self.precision = "int8"
@@ -297,9 +298,9 @@ class Int8Classifier:
         info = ModelInfo(**json.loads(props["ferkit"]))
         graph = with_space_to_depth_stem(proto)
         fast = OnnxClassifier(graph.SerializeToString(), info, threads, "int8", spinning)
-        single = one_face_session(graph, fast, spinning)
+        single, one_face = one_face_session(graph, fast, spinning)
         margin = json.loads(props[INT8_PROPERTY]).get("recheck_margin", RECHECK_MARGIN)
-        return cls(fast, OnnxClassifier.load(weights, threads, spinning), margin, single)
+        return cls(fast, OnnxClassifier.load(weights, threads, spinning), margin, single, one_face)
 
     @property
     def class_names(self) -> list[str]:
@@ -345,22 +346,25 @@ class Int8Classifier:
 
 
 def one_face_session(graph: onnx.ModelProto, fast: OnnxClassifier,
-                     spinning: str = "in-run") -> OnnxClassifier | None:
-    """The session that classifies one face fastest on this machine, or None where that is `fast` itself.
+                     spinning: str = "in-run") -> tuple[OnnxClassifier | None, str]:
+    """The session that classifies one face fastest on this machine (None where that is `fast` itself), and
+    which it is: "one thread", "one thread, matrix product" or "every core".
 
     The candidates: the twin's graph on one thread (where `fast` has more), and on one thread with its deep
     convolutions on the matrix-product path (`with_matrix_product_convolutions`, where the graph has any).
     All give the same outputs; which one is fastest depends on the CPU, so it is timed, not guessed.
     """
-    graphs = [graph] if fast.threads > 1 else []
+    graphs = {"one thread": graph} if fast.threads > 1 else {}
     matrix_product = with_matrix_product_convolutions(graph)
     if matrix_product != graph:
-        graphs.append(matrix_product)
-    candidates = [OnnxClassifier(g.SerializeToString(), fast.info, 1, "int8", spinning) for g in graphs]
+        graphs["one thread, matrix product"] = matrix_product
+    candidates = {name: OnnxClassifier(g.SerializeToString(), fast.info, 1, "int8", spinning)
+                  for name, g in graphs.items()}
     if not candidates:
-        return None
-    best = fastest_on_one_face([*candidates, fast])
-    return candidates[best] if best < len(candidates) else None
+        return None, "every core"
+    best = fastest_on_one_face([*candidates.values(), fast])
+    return (list(candidates.values())[best], list(candidates)[best]) if best < len(candidates) else (
+        None, "every core")
 
 
 def fastest_on_one_face(engines: list[OnnxClassifier], runs: int = 15) -> int:
