@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/int8_one_face.py [--seconds 3]
 
-Four tables for the bundled model's int8 twin on one thread, one FER2013 PrivateTest face per call:
+Five tables for the bundled model's int8 twin on one thread, one FER2013 PrivateTest face per call:
 1. the graph alone (`InferenceSession.run`, the graph the engine runs for one face:
    `with_space_to_depth_stem`, and `with_matrix_product_convolutions` where the engine chose it when it
    loaded) under each ONNX Runtime session option that could matter for a small graph (optimisation
@@ -10,10 +10,13 @@ Four tables for the bundled model's int8 twin on one thread, one FER2013 Private
    the direct kernels, and the twin as stored, taking turns window by window;
 2. ORT's own profile of that run: microseconds per operator type, per face, summed over the graph's nodes
    (the profiler adds its own cost, so the total is above table 1's);
-3. the engine's layers, from the bare graph to `Int8Classifier.predict_proba` on 256 faces in turn, each
+3. each convolution under the same profiler on ONNX Runtime's direct int8 kernels and on its im2col +
+   matrix-product path (`with_matrix_product_convolutions` with every convolution switched), beside its
+   inputs per output: which convolutions the engine switches;
+4. the engine's layers, from the bare graph to `Int8Classifier.predict_proba` on 256 faces in turn, each
    row adding one layer: input checks and output lists, the near-tie test, the fp32 re-check of the faces
    whose two best classes are closer than the margin (the share of such faces is printed);
-4. the graph's arithmetic rate against ONNX Runtime's own int8 matrix product (MatMulInteger, uint8 × int8,
+5. the graph's arithmetic rate against ONNX Runtime's own int8 matrix product (MatMulInteger, uint8 × int8,
    1024³) on the same one thread: how close one face already runs to what this CPU does in int8.
 """
 
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from machine import cpu_line
 from recognizer_speed import interleaved_rates
@@ -80,8 +84,8 @@ def options_table(graph: bytes, direct: bytes, stored: bytes, face: np.ndarray, 
         f"| {k} | {r:,.0f} | {1e6 / r:.0f} |" for k, r in rates.items()]
 
 
-def operator_table(graph: bytes, face: np.ndarray, runs: int = 2000) -> list[str]:
-    """ORT's profile of `runs` one-face runs: µs per face by operator type, largest first."""
+def node_times(graph: bytes, face: np.ndarray, runs: int = 2000) -> tuple[dict[str, float], dict[str, str]]:
+    """ORT's profile of `runs` one-face runs on one thread: µs per face of each node, and its op type."""
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -93,18 +97,47 @@ def operator_table(graph: bytes, face: np.ndarray, runs: int = 2000) -> list[str
         for _ in range(runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
-    per_type: dict[str, float] = defaultdict(float)
-    nodes: dict[str, set] = defaultdict(set)
+    times: dict[str, float] = defaultdict(float)
+    kinds: dict[str, str] = {}
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            kind = event["args"].get("op_name", "?")
-            per_type[kind] += event["dur"] / runs
-            nodes[kind].add(event["name"])
+            name = event["name"].removesuffix("_kernel_time")
+            times[name] += event["dur"] / runs
+            kinds[name] = event["args"].get("op_name", "?")
+    return dict(times), kinds
+
+
+def operator_table(graph: bytes, face: np.ndarray) -> list[str]:
+    """µs per face by operator type under ORT's profiler, largest first."""
+    times, kinds = node_times(graph, face)
+    per_type: dict[str, float] = defaultdict(float)
+    nodes: dict[str, set] = defaultdict(set)
+    for name, us in times.items():
+        per_type[kinds[name]] += us
+        nodes[kinds[name]].add(name)
     total = sum(per_type.values())
     lines = ["| operator | nodes | µs per face | share |", "|---|---|---|---|"]
     lines += [f"| {kind} | {len(nodes[kind])} | {us:.1f} | {us / total:.0%} |"
               for kind, us in sorted(per_type.items(), key=lambda kv: -kv[1])]
     return lines + [f"| all (under the profiler) | {sum(len(n) for n in nodes.values())} | {total:.1f} | |"]
+
+
+def convolution_table(stem: onnx.ModelProto, face: np.ndarray) -> list[str]:
+    """Each convolution's µs per face under ORT's profiler on the direct kernels and on the matrix-product
+    path (every convolution switched, `min_depth=0`), with its inputs per output: where the path pays."""
+    direct, _ = node_times(stem.SerializeToString(), face)
+    switched, _ = node_times(with_matrix_product_convolutions(stem, min_depth=0).SerializeToString(), face)
+    weights = {t.name: t.dims for t in stem.graph.initializer}
+    producers = {out: node for node in stem.graph.node for out in node.output}
+    lines = ["| convolution | inputs per output | direct kernels, µs | matrix product, µs |",
+             "|---|---|---|---|"]
+    for conv in (n for n in stem.graph.node if n.op_type == "Conv"):
+        depth = int(np.prod(weights[producers[conv.input[1]].input[0]][1:]))
+        us = [next((t for k, t in times.items() if k.split("_token")[0] == conv.name), None)
+              for times in (direct, switched)]
+        if None not in us:
+            lines.append(f"| {conv.name} | {depth:,} | {us[0]:.1f} | {us[1]:.1f} |")
+    return lines
 
 
 def layers_table(engine: Int8Classifier, faces: np.ndarray, seconds: float) -> list[str]:
@@ -179,6 +212,7 @@ def main() -> None:
           f"when it loaded here: {engine.one_face}\n")
     print("\n".join(options_table(graph, stem.SerializeToString(), stored, face, args.seconds)) + "\n")
     print("\n".join(operator_table(graph, face)) + "\n")
+    print("\n".join(convolution_table(stem, face)) + "\n")
     print("\n".join(layers_table(engine, faces, args.seconds)) + "\n")
     model, info = load_model(weights)
     macs = count_flops(model, info.in_size, info.in_channels)
