@@ -362,9 +362,9 @@ def one_face_session(graph: onnx.ModelProto, fast: OnnxClassifier,
                   for name, g in graphs.items()}
     if not candidates:
         return None, "every core"
+    names = list(candidates)
     best = fastest_on_one_face([*candidates.values(), fast])
-    return (list(candidates.values())[best], list(candidates)[best]) if best < len(candidates) else (
-        None, "every core")
+    return (candidates[names[best]], names[best]) if best < len(names) else (None, "every core")
 
 
 def fastest_on_one_face(engines: list[OnnxClassifier], runs: int = 15) -> int:

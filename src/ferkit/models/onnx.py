@@ -149,10 +149,11 @@ def with_matrix_product_convolutions(proto: onnx.ModelProto,
     QLinearConv computes Σ (x − x₀)(w − w₀), so the integers, and the outputs, are bit-for-bit the same
     (tests/test_int8.py). What changes is ONNX Runtime's kernel: weights whose zero points are all 0 go to
     its direct convolution kernels, others to im2col and its int8 matrix product, which on the AMX Xeon
-    runs one face's deep 3×3 convolutions about a quarter faster, and the stem and 1×1 shortcuts slower
-    (BENCHMARKS.md, "Where one face's time goes"). Whether the whole graph gains depends on the CPU, so
-    `Int8Classifier.load` times it before using it. The shifted channel is one whose weights stay within
-    ±WEIGHT_LIMIT, as CPUs without VNNI need; a convolution without such a channel is left alone.
+    runs one face's 3×3 convolutions with 1,152 or more inputs per output up to a sixth faster, and the
+    stem and 1×1 shortcuts slower (BENCHMARKS.md, "Where one face's time goes"). Whether the whole graph
+    gains depends on the CPU, so `Int8Classifier.load` times it before using it. The shifted channel is one
+    whose weights stay within ±WEIGHT_LIMIT, as CPUs without VNNI need; a convolution without such a
+    channel is left alone.
     """
     from onnx import numpy_helper
 
@@ -161,7 +162,7 @@ def with_matrix_product_convolutions(proto: onnx.ModelProto,
     tensors = {t.name: t for t in graph.initializer}
     for conv in (n for n in graph.node if n.op_type == "Conv"):
         weight = _symmetric_int8_weight(graph, tensors, conv)
-        if weight is None or int(np.prod(weight[1].shape[1:])) < min_depth:
+        if weight is None or weight[2] is None or int(np.prod(weight[1].shape[1:])) < min_depth:
             continue
         weights, quantized, zero = weight
         shift = _zero_point_shift(quantized, numpy_helper.to_array(zero))
@@ -188,24 +189,28 @@ def _zero_point_shift(quantized: np.ndarray, zero: np.ndarray) -> tuple | None:
 
 
 def _symmetric_int8_weight(graph: onnx.GraphProto, tensors: dict, conv: onnx.NodeProto) -> tuple | None:
-    """(weight initializer, its int8 values, zero-point initializer) of an ungrouped convolution whose weight
-    comes from its own DequantizeLinear with all-zero int8 zero points; otherwise None."""
+    """(weight initializer, its int8 values, zero-point initializer or None where the graph gives none) of an
+    ungrouped convolution whose weight comes from its own DequantizeLinear with zero points 0; else None."""
     from onnx import helper, numpy_helper
 
     if any(a.name == "group" and helper.get_attribute_value(a) != 1 for a in conv.attribute):
         return None
     producer = next((n for n in graph.node if conv.input[1] in n.output), None)
-    if (producer is None or producer.op_type != "DequantizeLinear" or len(producer.input) < 3
-            or producer.input[0] not in tensors or producer.input[2] not in tensors
+    if producer is None or producer.op_type != "DequantizeLinear":
+        return None
+    quantized_name = producer.input[0]
+    zero_name = producer.input[2] if len(producer.input) > 2 else ""
+    if (quantized_name not in tensors or (zero_name and zero_name not in tensors)
             or _only_reader(graph, conv.input[1], "Conv") is not conv
             or any(_only_reader(graph, name, "DequantizeLinear") is not producer
-                   for name in (producer.input[0], producer.input[2]))):
+                   for name in (quantized_name, zero_name) if name)):
         return None
-    quantized = numpy_helper.to_array(tensors[producer.input[0]])
-    zero = numpy_helper.to_array(tensors[producer.input[2]])
-    if quantized.dtype != np.int8 or zero.dtype != np.int8 or zero.any():
+    quantized = numpy_helper.to_array(tensors[quantized_name])
+    zero = tensors[zero_name] if zero_name else None
+    if quantized.dtype != np.int8 or (zero is not None and (
+            numpy_helper.to_array(zero).dtype != np.int8 or numpy_helper.to_array(zero).any())):
         return None
-    return tensors[producer.input[0]], quantized, tensors[producer.input[2]]
+    return tensors[quantized_name], quantized, zero
 
 
 def _only_reader(graph: onnx.GraphProto, name: str, op_type: str) -> onnx.NodeProto | None:
@@ -216,25 +221,14 @@ def _only_reader(graph: onnx.GraphProto, name: str, op_type: str) -> onnx.NodePr
 def _stride2_stem_weight(graph: onnx.GraphProto, conv: onnx.NodeProto) -> tuple | None:
     """`conv`'s weight initializer and its int8 values if `conv` is a one-channel 3×3 stride-2 convolution
     padded by one pixel with symmetric (zero-point 0) weights; otherwise None."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
-    if ([list(attrs.get(k, d)) for k, d in (("kernel_shape", ()), ("strides", ()), ("pads", ()),
-                                              ("dilations", (1, 1)))] != [[3, 3], [2, 2], [1] * 4, [1, 1]]
-            or attrs.get("group", 1) != 1):
+    if [list(attrs.get(k, d)) for k, d in (("kernel_shape", ()), ("strides", ()), ("pads", ()),
+                                             ("dilations", (1, 1)))] != [[3, 3], [2, 2], [1] * 4, [1, 1]]:
         return None
-    producer = next((n for n in graph.node if conv.input[1] in n.output), None)
-    tensors = {t.name: t for t in graph.initializer}
-    if (producer is None or producer.op_type != "DequantizeLinear" or producer.input[0] not in tensors
-            or _only_reader(graph, conv.input[1], "Conv") is not conv
-            or _only_reader(graph, producer.input[0], "DequantizeLinear") is not producer):
-        return None
-    quantized = numpy_helper.to_array(tensors[producer.input[0]])
-    zero = producer.input[2] if len(producer.input) > 2 else ""
-    if quantized.dtype != np.int8 or quantized.shape[1:] != (1, 3, 3) or (
-            zero and (zero not in tensors or numpy_helper.to_array(tensors[zero]).any())):
-        return None
-    return tensors[producer.input[0]], quantized
+    weight = _symmetric_int8_weight(graph, {t.name: t for t in graph.initializer}, conv)
+    return weight[:2] if weight is not None and weight[1].shape[1:] == (1, 3, 3) else None
 
 
 def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
