@@ -40,7 +40,7 @@ from recognizer_speed import interleaved_rates
 
 from ferkit.data import load_dataset
 from ferkit.models.files import bundled_model_path, load_model
-from ferkit.models.int8 import Int8Classifier, int8_path, top_two_gap
+from ferkit.models.int8 import MATRIX_PRODUCT, Int8Classifier, int8_path, top_two_gap
 from ferkit.models.onnx import read_onnx_file, with_matrix_product_convolutions, with_space_to_depth_stem
 from ferkit.onnx_session import cpu_session
 from ferkit.summary import count_flops
@@ -204,7 +204,7 @@ def main() -> None:
     stored = int8_path(weights).read_bytes()
     stem = with_space_to_depth_stem(read_onnx_file(int8_path(weights))[0])
     engine = Int8Classifier.load(weights)
-    matrix_product = engine.one_face == "one thread, matrix product"
+    matrix_product = engine.one_face == MATRIX_PRODUCT
     graph = (with_matrix_product_convolutions(stem) if matrix_product else stem).SerializeToString()
     face = np.ascontiguousarray(faces[:1])
     print(f"{cpu_line()}; onnxruntime {ort.__version__}; load average "

@@ -32,7 +32,7 @@ from ferkit.faces import DEFAULT_DETECTOR
 from ferkit.models import load_classifier, resolve
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import load_model
-from ferkit.models.int8 import SAME_LABEL_FLOOR, Int8Classifier, int8_path, top_two_gap
+from ferkit.models.int8 import MATRIX_PRODUCT, SAME_LABEL_FLOOR, Int8Classifier, int8_path, top_two_gap
 from ferkit.models.onnx import (
     OnnxClassifier,
     export_bytes,
@@ -113,7 +113,7 @@ def with_twin_graph(engine: Int8Classifier, proto, matrix_product: bool = True) 
     that, with the deep convolutions on the matrix-product path where the engine chose it (and
     `matrix_product`), so that each "before" row differs from the engine in one change only."""
     fast = OnnxClassifier(proto.SerializeToString(), engine.info, precision="int8")
-    if matrix_product and engine.one_face == "one thread, matrix product":
+    if matrix_product and engine.one_face == MATRIX_PRODUCT:
         proto = with_matrix_product_convolutions(proto)
     single = OnnxClassifier(proto.SerializeToString(), engine.info, threads=1, precision="int8") if (
         engine.single) else None

@@ -17,7 +17,10 @@ from ferkit.models import load_classifier
 from ferkit.models.classifier import Classifier
 from ferkit.models.files import bundled_model_path, load_model, save_model
 from ferkit.models.int8 import (
+    EVERY_CORE,
     MARGIN_GRID,
+    MATRIX_PRODUCT,
+    ONE_THREAD,
     SAME_LABEL_FLOOR,
     Int8Classifier,
     choose_margin,
@@ -113,15 +116,15 @@ def test_int8_batches_agree(test_faces, bundled_int8, batch):
     assert bundled_int8.predict_proba(test_faces[:0]).shape == (0, 7)
 
 
-@pytest.mark.parametrize("fastest", ["one thread", "one thread, matrix product", "every core"])
+@pytest.mark.parametrize("fastest", [ONE_THREAD, MATRIX_PRODUCT, EVERY_CORE])
 def test_one_face_runs_on_the_session_timed_fastest(test_faces, monkeypatch, fastest):
     """Candidates in order: the twin on one thread, the same with its deep convolutions on the matrix-product
     path, then the every-core session itself (no one-face session). Each gives the batch's answers."""
-    picks = {"one thread": 0, "one thread, matrix product": 1, "every core": 2}
+    picks = {ONE_THREAD: 0, MATRIX_PRODUCT: 1, EVERY_CORE: 2}
     monkeypatch.setattr("ferkit.models.int8.fastest_on_one_face", lambda engines: picks[fastest])
     two = Int8Classifier.load(bundled_model_path(), threads=2)
     assert two.fast.threads == 2
-    assert (two.single is None) if fastest == "every core" else two.single.threads == 1
+    assert (two.single is None) if fastest == EVERY_CORE else two.single.threads == 1
     assert two.one_face == fastest
     faces = test_faces[:40]
     one_by_one = np.concatenate([two.predict_proba(faces[i:i + 1]) for i in range(len(faces))])
@@ -135,7 +138,7 @@ def test_one_thread_engine_keeps_only_a_matrix_product_candidate(monkeypatch):
                         lambda engines: offered.append(len(engines)) or 0)
     one = Int8Classifier.load(bundled_model_path(), threads=1)
     assert offered == [2] and one.single.threads == 1  # the matrix-product twin against the engine itself
-    assert one.one_face == "one thread, matrix product"
+    assert one.one_face == MATRIX_PRODUCT
 
 
 def test_one_face_speed_probe_answers_for_this_machine(bundled_int8):

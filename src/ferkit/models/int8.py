@@ -53,6 +53,8 @@ SAME_LABEL_FLOOR = 0.996  # the margin keeps ≥ 99.6 % of fp32's labels on the 
 CALIBRATION_FACES = 4096
 CALIBRATION_PERCENTILE = 99.999  # activation ranges clip the top 0.001 %: fewer flips than min/max or 99.99
 TRAINING_USAGES = ("Training", "train")
+# the sessions `one_face_session` chooses between for one face (`Int8Classifier.one_face`)
+ONE_THREAD, MATRIX_PRODUCT, EVERY_CORE = "one thread", "one thread, matrix product", "every core"
 
 
 def int8_path(weights: str | Path) -> Path:
@@ -275,7 +277,7 @@ class Int8Classifier:
     def __init__(self, fast: OnnxClassifier, exact: OnnxClassifier, recheck_margin: float = RECHECK_MARGIN,
                  single: OnnxClassifier | None = None, one_face: str = ""):
         self.fast, self.exact, self.recheck_margin, self.single = fast, exact, recheck_margin, single
-        self.one_face = one_face or ("one thread" if single is not None else "every core")  # for reports
+        self.one_face = one_face or (ONE_THREAD if single is not None else EVERY_CORE)  # for reports
         self.info = exact.info
         self.device = exact.device
         self.precision = "int8"
@@ -348,23 +350,23 @@ class Int8Classifier:
 def one_face_session(graph: onnx.ModelProto, fast: OnnxClassifier,
                      spinning: str = "in-run") -> tuple[OnnxClassifier | None, str]:
     """The session that classifies one face fastest on this machine (None where that is `fast` itself), and
-    which it is: "one thread", "one thread, matrix product" or "every core".
+    which it is: ONE_THREAD, MATRIX_PRODUCT or EVERY_CORE.
 
     The candidates: the twin's graph on one thread (where `fast` has more), and on one thread with its deep
     convolutions on the matrix-product path (`with_matrix_product_convolutions`, where the graph has any).
     All give the same outputs; which one is fastest depends on the CPU, so it is timed, not guessed.
     """
-    graphs = {"one thread": graph} if fast.threads > 1 else {}
+    graphs = {ONE_THREAD: graph} if fast.threads > 1 else {}
     matrix_product = with_matrix_product_convolutions(graph)
     if matrix_product != graph:
-        graphs["one thread, matrix product"] = matrix_product
+        graphs[MATRIX_PRODUCT] = matrix_product
     candidates = {name: OnnxClassifier(g.SerializeToString(), fast.info, 1, "int8", spinning)
                   for name, g in graphs.items()}
     if not candidates:
-        return None, "every core"
+        return None, EVERY_CORE
     names = list(candidates)
     best = fastest_on_one_face([*candidates.values(), fast])
-    return (candidates[names[best]], names[best]) if best < len(names) else (None, "every core")
+    return (candidates[names[best]], names[best]) if best < len(names) else (None, EVERY_CORE)
 
 
 def fastest_on_one_face(engines: list[OnnxClassifier], runs: int = 15) -> int:
