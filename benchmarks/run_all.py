@@ -115,6 +115,8 @@ JOBS = [
     Job("label_agreement", "{py} benchmarks/label_agreement.py", minutes=0.2),
     Job("calibration_variants", "{py} benchmarks/calibration_variants.py",
         "{py} benchmarks/calibration_variants.py --quick", minutes=1),
+    Job("prior_correction", "{py} benchmarks/prior_correction.py",
+        "{py} benchmarks/prior_correction.py --quick", minutes=2),
     Job("ckplus_crossval", _crossval("fast_fer", "default", False), _crossval("fast_fer", "default", True),
         keep="text", minutes=10),
     Job("ckplus_crossval_wild", _crossval("resnet_fer", "wild", False), _crossval("resnet_fer", "wild", True),
