@@ -120,8 +120,14 @@ def fer_predictions(faces: list[LabelledFace], python: Path) -> dict[str, list[s
 
 
 def faceapi_predictions(faces: list[LabelledFace], node_dir: Path) -> dict[str, list[str]]:
-    """face-api.js's label per labelled face on each path, from benchmarks/peer_faceapi_photos.cjs (the
-    photos decoded here, by ferkit's reader, and handed over as raw RGB)."""
+    """face-api.js's label per labelled face on each path."""
+    return answers_to_labels(faces, faces_by_photo(faces), faceapi_answers(faces, node_dir))
+
+
+def faceapi_answers(faces: list[LabelledFace], node_dir: Path) -> list[dict]:
+    """face-api.js's answer per photo of `faces` (in `faces_by_photo` order), from
+    benchmarks/peer_faceapi_photos.cjs: the photos decoded here, by ferkit's reader, and handed over as raw
+    RGB."""
     photos = faces_by_photo(faces)
     with tempfile.TemporaryDirectory() as tmp:
         request = []
@@ -135,8 +141,7 @@ def faceapi_predictions(faces: list[LabelledFace], node_dir: Path) -> dict[str, 
         request_json.write_text(json.dumps(request))
         command = ["node", str(ROOT / "benchmarks" / "peer_faceapi_photos.cjs"),
                    str(node_dir / "node_modules"), str(request_json)]
-        answers = run_peer(command, dict(os.environ), "face-api.js")
-    return answers_to_labels(faces, photos, answers)
+        return run_peer(command, dict(os.environ), "face-api.js")
 
 
 def scores(labels: list[str], predicted: list[str], common: np.ndarray) -> dict[str, float]:

@@ -108,6 +108,8 @@ JOBS = [
         _evaluate("{data}/photos/expw", "--split all --tta flip"), keep="tables", minutes=0.3),
     Job("photo_peers", "{py} benchmarks/photo_peers.py", "{py} benchmarks/photo_peers.py --quick",
         minutes=13),
+    Job("detector_framing", "{py} benchmarks/detector_framing.py",
+        "{py} benchmarks/detector_framing.py --quick", minutes=7.5),
     Job("failure_modes", "{py} benchmarks/failure_modes.py", "{py} benchmarks/failure_modes.py --quick",
         minutes=1.5),
     Job("wild_failure_modes", "{py} benchmarks/failure_modes.py --model wild",
