@@ -37,47 +37,38 @@ SSD_MARGINS = (-0.07, 0.0, 0.2)
 BOX_MARGIN = -0.07  # FER2013_BOX_MARGIN, the box framing's default
 
 
-def matched(labelled: list, found: list) -> list:
-    """For each labelled face of one photo, the detection box matched to it (as evaluate matches) or None."""
-    index = match_squared([face.box for face in labelled], [box[:4] for box in found])
-    return [None if m < 0 else tuple(found[m][:4]) for m in index]
+def matched(labelled: list, found: list) -> list[int]:
+    """For each labelled face of one photo, the index of the detection box matched to it (as evaluate
+    matches), or -1."""
+    return list(match_squared([face.box for face in labelled], [box[:4] for box in found]))
 
 
 def crops_by_framing(recognizer: Recognizer, faces: list, answers: list[dict]) -> tuple[dict, np.ndarray]:
     """{row name: N×S×S crops} (zeros where that row's detector missed the face) and the faces both
     detectors found."""
     size = recognizer.input_size
-    rows = {"ferkit as shipped (YuNet landmarks)": [], f"YuNet box, margin {BOX_MARGIN:g}": []}
-    rows |= {f"face-api.js's box, margin {m:g}": [] for m in SSD_MARGINS}
-    rows["labelled box"] = []
+    names = ["ferkit as shipped (YuNet landmarks)", f"YuNet box, margin {BOX_MARGIN:g}",
+             *(f"face-api.js's box, margin {m:g}" for m in SSD_MARGINS), "labelled box"]
+    rows = {name: np.zeros((len(faces), size, size), np.uint8) for name in names}
     both = np.zeros(len(faces), bool)
-    blank = np.zeros((size, size), np.uint8)
-    order = []
     for (path, index), answer in zip(faces_by_photo(faces).items(), answers, strict=True):
         labelled = [faces[i] for i in index]
         result = recognizer(path)
-        yunet = matched(labelled, [f.box for f in result.faces])
-        by_box = {tuple(f.box): f for f in result.faces}
-        ssd = matched(labelled, answer["found"])
-        for i, face, y, s in zip(index, labelled, yunet, ssd):
-            order.append(i)
-            both[i] = y is not None and s is not None
-            shipped = by_box[y] if y is not None else None
-            cut = {name: blank for name in rows}
-            if shipped is not None:
+        image = result.image
+        for i, face, y, s in zip(index, labelled, matched(labelled, [f.box for f in result.faces]),
+                                 matched(labelled, answer["found"])):
+            both[i] = y >= 0 and s >= 0
+            if y >= 0:
+                shipped = result.faces[y]
                 detection = Detection(shipped.box, shipped.score, shipped.landmarks)
-                cut["ferkit as shipped (YuNet landmarks)"] = recognizer.crops(result.image, [detection])[0]
-                cut[f"YuNet box, margin {BOX_MARGIN:g}"] = crop_faces(
-                    result.image, [shipped.box], size, Framing("box", BOX_MARGIN))[0]
-            if s is not None:
+                rows[names[0]][i] = recognizer.crops(image, [detection])[0]
+                rows[names[1]][i] = crop_faces(image, [shipped.box], size, Framing("box", BOX_MARGIN))[0]
+            if s >= 0:
                 for m in SSD_MARGINS:
-                    cut[f"face-api.js's box, margin {m:g}"] = crop_faces(result.image, [s], size,
-                                                                         Framing("box", m))[0]
-            cut["labelled box"] = crop_faces(result.image, [face.box], size, Framing("box", BOX_MARGIN))[0]
-            for name in rows:
-                rows[name].append(cut[name])
-    back = np.argsort(order)
-    return {name: np.stack(crops)[back] for name, crops in rows.items()}, both
+                    rows[f"face-api.js's box, margin {m:g}"][i] = crop_faces(
+                        image, [tuple(answer["found"][s][:4])], size, Framing("box", m))[0]
+            rows["labelled box"][i] = crop_faces(image, [face.box], size, Framing("box", BOX_MARGIN))[0]
+    return rows, both
 
 
 def main() -> None:
