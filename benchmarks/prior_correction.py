@@ -30,17 +30,16 @@ DATASETS = Path(os.environ.get("FERKIT_DATASETS",
 TAUS = (0.0, 0.5, 1.0)
 
 
-def training_prior(class_names: list[str]) -> np.ndarray:
+def training_prior(fer, class_names: list[str]) -> np.ndarray:
     """FER2013 Training's label frequencies, in the model's class order."""
-    train = load_dataset(DATASETS / "fer2013").where_usage("Training")
+    train = fer.where_usage("Training")
     counts = np.bincount(train.labels, minlength=len(train.class_names)).astype(float)
     return np.array([counts[train.class_names.index(name)] for name in class_names]) / counts.sum()
 
 
-def scored_sets(classifier, quick: bool) -> dict:
+def scored_sets(classifier, fer, quick: bool) -> dict:
     """{name: (probabilities, labels, found)} of every data set, probabilities as `Recognizer` gives them."""
     recognizer = Recognizer(model=classifier)
-    fer = load_dataset(DATASETS / "fer2013")
     rng = np.random.default_rng(0)
     sets = {}
     for usage in ("PublicTest", "PrivateTest"):
@@ -67,13 +66,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="400 faces per FER2013 split, fewer data sets")
     args = parser.parse_args()
+    fer = load_dataset(DATASETS / "fer2013")
     for model in ("default", "wild"):
         classifier = load_classifier(model)
-        prior = training_prior(classifier.class_names)
+        prior = training_prior(fer, classifier.class_names)
         if model == "default":
             print("FER2013 Training prior: " + ", ".join(f"{name} {p:.1%}"
                                                          for name, p in zip(classifier.class_names, prior)))
-        sets = scored_sets(classifier, args.quick)
+        sets = scored_sets(classifier, fer, args.quick)
         print(f"\n`{model}`, accuracy / macro recall\n")
         print("| tau | " + " | ".join(f"{name} ({len(s[1]):,})" for name, s in sets.items()) + " |")
         print("|---|" + "---|" * len(sets))
