@@ -207,8 +207,8 @@ def _symmetric_int8_weight(graph: onnx.GraphProto, tensors: dict, conv: onnx.Nod
         return None
     quantized = numpy_helper.to_array(tensors[quantized_name])
     zero = tensors[zero_name] if zero_name else None
-    if quantized.dtype != np.int8 or (zero is not None and (
-            numpy_helper.to_array(zero).dtype != np.int8 or numpy_helper.to_array(zero).any())):
+    zeros = numpy_helper.to_array(zero) if zero is not None else np.zeros(0, np.int8)
+    if quantized.dtype != np.int8 or zeros.dtype != np.int8 or zeros.any():
         return None
     return tensors[quantized_name], quantized, zero
 
